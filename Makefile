@@ -1,0 +1,28 @@
+# The two set-up commands of README.md. Both create .venv and install tinygen into it.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+# Generate an ESP-IDF project from the bundled example model into build/demo/shapes_cnn.
+demo: $(VENV)/.installed
+	$(BIN)/tinygen new --target esp-idf --board esp32s3 --output build/demo --force \
+		--calibration-data examples/shapes_calibration.npy examples/shapes_cnn.keras
+
+# Run the test suite (real converter, real TFLite-Micro runtime; firmware toolchain tests
+# skip with a reason when idf.py / arduino-cli / west are not installed).
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

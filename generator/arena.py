@@ -1,0 +1,107 @@
+"""Stage 4a: the tensor arena, measured on the real TFLite-Micro allocator.
+
+`measure_arena_min` bisects (16-byte steps) for the smallest arena in which
+`AllocateTensors` *and* one `Invoke` succeed on the host runtime. The allocator's own
+"total" is not used: for small models it is hundreds of bytes below what really works
+(planner data sits in the arena's head while tensors are allocated).
+
+The host minimum is then made right for the target by `target_arena_bytes`: 32-bit
+targets need less than the 64-bit host (smaller structs) so the host minimum is safe for
+reference and CMSIS-NN kernels on Cortex-M3/M4/M7; optimized kernels that take scratch
+from the arena (esp-nn, Helium CMSIS-NN) get their scratch added, computed per layer by
+`scratch.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .analyze import ModelReport
+from .errors import TinygenError
+from .scratch import kernel_scratch_bytes
+from .tflm_host import HostRuntime, log_tail, runtime_version
+
+ALIGNMENT = 16  # the firmware declares the arena alignas(16); sizes are multiples of it
+FIRST_PROBE = 2048
+LARGEST_ARENA = 64 * 1024 * 1024
+
+# What TFLite-Micro logs when the arena is too small (any other failure is a kernel error
+# that a bigger arena cannot fix, e.g. "Node DEQUANTIZE (number 0) failed to prepare").
+_MEMORY_MESSAGES = ("allocat", "too small", "resize buffer", "missing:")
+
+
+@dataclass
+class ArenaPlan:
+    """What the firmware gets: `arena_bytes` = host minimum + the target kernels' scratch."""
+
+    arena_min_bytes: int  # smallest working arena on the host runtime
+    scratch_bytes: int  # extra the target's optimized kernels take from the arena
+    scratch_detail: list[str]  # one line per layer that needs scratch, for the report
+    kernels: str  # kernel family of the target (see boards.yaml)
+    runtime: str  # tflite-micro wheel version the minimum was measured with
+
+    @property
+    def arena_bytes(self) -> int:
+        return align(self.arena_min_bytes + self.scratch_bytes)
+
+
+def align(size: int) -> int:
+    return (size + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = lambda _: None) -> int:
+    """Smallest arena (multiple of 16 bytes) in which allocation and one inference succeed."""
+    probes = 0
+
+    def works(size: int) -> bool:
+        nonlocal probes
+        probes += 1
+        answer = runtime.try_arena(size)
+        if answer["ok"]:
+            return True
+        log = answer["log"].lower()
+        if not answer.get("crashed") and not any(m in log for m in _MEMORY_MESSAGES):
+            raise _cannot_run(answer)
+        return False
+
+    low, high = 0, FIRST_PROBE  # invariant once found: `low` fails, `high` works
+    while not works(high):
+        low = high
+        high *= 2
+        if high > LARGEST_ARENA:
+            answer = runtime.try_arena(LARGEST_ARENA)
+            raise TinygenError(
+                f"The model does not run on TFLite-Micro even with a {LARGEST_ARENA // 2**20} MB "
+                "arena." + (f"\nTFLite-Micro said:\n{log_tail(answer['log'])}" if answer["log"] else ""))
+    while high - low > ALIGNMENT:
+        middle = align((low + high) // 2)
+        if middle >= high:
+            middle = high - ALIGNMENT
+        if works(middle):
+            high = middle
+        else:
+            low = middle
+    progress(f"Measured tensor arena: {high} bytes minimum on the TFLite-Micro runtime "
+             f"({runtime_version()}, {probes} probes)")
+    return high
+
+
+def _cannot_run(answer: dict) -> TinygenError:
+    said = log_tail(answer["log"])
+    hint = None
+    if "DEQUANTIZE" in said and "kTfLiteInt8" in said:
+        hint = ("TFLite-Micro's DEQUANTIZE kernel does not take float16; float16-weight models "
+                "cannot run on it. Use --quantize int8 (smallest and fastest) or none.")
+    elif "hybrid" in said.lower() or "kTfLiteFloat32" in said:
+        hint = ("TFLite-Micro kernels do not run dynamic-range (hybrid) models; use --quantize "
+                "int8 or none.")
+    return TinygenError(
+        "TFLite-Micro cannot run this model: " + answer["error"] + "."
+        + (f"\nTFLite-Micro said:\n{said}" if said else ""), hint=hint)
+
+
+def plan_arena(report: ModelReport, arena_min_bytes: int, kernels: str) -> ArenaPlan:
+    scratch, detail = kernel_scratch_bytes(report, kernels)
+    return ArenaPlan(arena_min_bytes=arena_min_bytes, scratch_bytes=scratch,
+                     scratch_detail=detail, kernels=kernels, runtime=runtime_version())

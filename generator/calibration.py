@@ -1,0 +1,89 @@
+"""Representative (calibration) data: read a user's .npy/.npz and check it fits the model.
+
+The same samples calibrate int8 conversion and become the inputs of the firmware's golden
+self-test, so they are validated once, here, against the model's input shapes.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TinygenError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the converter sees it: name and shape with batch 1."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+def load_samples(path: str | Path, inputs: list[InputSpec]) -> list[np.ndarray]:
+    """Read calibration samples: one float32 array of shape (N, *shape[1:]) per model input.
+
+    `.npy`: one array, for a single-input model. `.npz`: one array per input, matched by
+    input name, or by order when the names do not match; a single-array `.npz` is allowed
+    for a single-input model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TinygenError(f"Calibration data file '{path}' does not exist.")
+    arrays = _read_arrays(path)
+    if len(arrays) != len(inputs):
+        raise TinygenError(
+            f"Calibration data '{path}' holds {len(arrays)} array(s) but the model has "
+            f"{len(inputs)} input(s) ({', '.join(i.name for i in inputs)}).",
+            hint="Save one array per model input in an .npz, keyed by input name.",
+        )
+    by_name = {name: arr for name, arr in arrays}
+    if all(spec.name in by_name for spec in inputs):
+        ordered = [(spec.name, by_name[spec.name]) for spec in inputs]
+    else:
+        ordered = arrays
+    return [_check(path, key, arr, spec) for (key, arr), spec in zip(ordered, inputs)]
+
+
+def _read_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return [("array", np.load(path, allow_pickle=False))]
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                return [(key, npz[key]) for key in npz.files]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise TinygenError(
+            f"Could not read calibration data '{path}': {exc}",
+            hint="Write it with numpy.save (.npy) or numpy.savez (.npz), without pickled objects.",
+        ) from None
+    raise TinygenError(
+        f"Calibration data '{path}' must be a .npy or .npz file (got '{path.suffix}')."
+    )
+
+
+def _check(path: Path, key: str, arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    where = f"Calibration data '{path}' (array '{key}', for input '{spec.name}')"
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TinygenError(f"{where} has dtype {arr.dtype}; a numeric array is needed.")
+    if arr.size == 0 or arr.ndim == 0:
+        raise TinygenError(f"{where} is empty.", hint="Provide at least one sample (100-500 is typical).")
+    sample_shape = tuple(spec.shape[1:])
+    if tuple(arr.shape[1:]) != sample_shape:
+        if tuple(arr.shape) == sample_shape:
+            arr = arr[np.newaxis]  # a single sample without the batch axis
+        else:
+            raise TinygenError(
+                f"{where} has shape {tuple(arr.shape)}; the model expects samples of shape "
+                f"{sample_shape}, i.e. an array of shape (N, {', '.join(map(str, sample_shape))}).",
+            )
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise TinygenError(f"{where} contains {bad} NaN or infinite value(s).",
+                           hint="Calibration needs real, finite input samples.")
+    return arr

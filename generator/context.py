@@ -1,0 +1,86 @@
+"""ProjectContext: everything a template needs, as plain data (str, int, list, dict).
+
+Handed to cookiecutter as the single private variable `_tinygen` (private: cookiecutter
+copies it without rendering, so a name like `{{ 7*7 }}` stays text) and to the firmware-core
+templates as `t`. Templates only place these values; decisions are made here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from . import __version__
+from .golden import GoldenVectors
+from .model_source import byte_array_body, c_type, value_array_body
+from .pipeline import Prepared
+from .tflm_host import runtime_version
+
+
+def tensor_context(tensor) -> dict:
+    return {
+        "name": tensor.name,
+        "shape": tensor.shape,
+        "shape_text": "[" + ", ".join(map(str, tensor.shape)) + "]",
+        "dtype": tensor.numpy_dtype or tensor.dtype.lower(),
+        "c_type": c_type(tensor.numpy_dtype),
+        "elements": tensor.element_count,
+        "scale": tensor.scale,
+        "zero_point": tensor.zero_point,
+    }
+
+
+def build_context(prepared: Prepared, name: str) -> dict:
+    report, board, arena = prepared.report, prepared.board, prepared.arena
+    return {
+        "name": name,
+        "tinygen_version": __version__,
+        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "target": board.target,
+        "board": {k: v for k, v in board.settings.items() if not isinstance(v, dict)} | {"id": board.id},
+        "library_header": board.get("library_header") or "",
+        "model": {
+            "source": prepared.model_path.name,
+            "kind": prepared.model_kind,
+            "quantize": prepared.quantize,
+            "quantization": report.quantization,
+            "sha256": report.sha256,
+            "bytes": report.model_bytes,
+            "parameter_count": report.parameter_count,
+            "ops": report.ops + report.custom_ops,
+        },
+        "resolver": {
+            "size": prepared.resolution.size,
+            "source": f"{prepared.resolution.table.description}, "
+                      f"{prepared.resolution.table.source['repo']} "
+                      f"{prepared.resolution.table.source['path']}",
+            "registrations": [{"op": r.op, "method": r.method}
+                              for r in prepared.resolution.registrations],
+        },
+        "arena": {
+            "bytes": arena.arena_bytes,
+            "min_bytes": arena.arena_min_bytes,
+            "scratch_bytes": arena.scratch_bytes,
+            "scratch_detail": arena.scratch_detail,
+            "kernels": arena.kernels,
+            "runtime": runtime_version(),
+        },
+        "fit": {
+            "flash_needed": prepared.fit.flash_needed,
+            "ram_needed": prepared.fit.ram_needed,
+            "summary": prepared.fit.summary(),
+        },
+        "inputs": [tensor_context(t) for t in report.inputs],
+        "outputs": [tensor_context(t) for t in report.outputs],
+        "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
+        "golden": {"count": prepared.golden.count, "source": prepared.golden.source},
+    }
+
+
+def golden_arrays(golden: GoldenVectors) -> dict[str, str]:
+    arrays = {f"input_{i}": value_array_body(a) for i, a in enumerate(golden.inputs)}
+    arrays.update({f"output_{i}": value_array_body(a) for i, a in enumerate(golden.outputs)})
+    return arrays
+
+
+def model_array(prepared: Prepared) -> str:
+    return byte_array_body(prepared.tflite)

@@ -1,0 +1,187 @@
+"""Stage 2: Keras model / SavedModel + quantization choice + calibration data -> .tflite bytes.
+
+Runs TensorFlow's own TFLite converter. Batch is fixed to 1 (microcontrollers run one
+sample at a time and TFLite-Micro needs static shapes).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import numpy as np
+
+from .calibration import InputSpec
+from .capture import capture_native_output
+from .errors import TinygenError
+from .load import LoadedModel
+
+QUANTIZATIONS = {
+    "int8": "full integer: int8 weights, activations, input and output (needs calibration data)",
+    "float16": "float16 weights, float32 compute",
+    "dynamic": "dynamic-range: int8 weights, float32 activations",
+    "none": "float32 throughout",
+}
+
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def input_specs(loaded: LoadedModel) -> list[InputSpec]:
+    """The model's inputs with batch fixed to 1; dynamic non-batch dimensions are an error."""
+    raw: list[tuple[str, tuple]] = []
+    if loaded.kind == "keras":
+        model = loaded.keras_model
+        try:
+            tensors = list(model.inputs)
+        except (AttributeError, ValueError):
+            tensors = []
+        if not tensors:
+            raise TinygenError(
+                f"The Keras model '{loaded.path}' has no defined inputs (a subclassed model "
+                "that was never built?).",
+                hint="Build the model with an Input layer, or export it to .tflite yourself.",
+            )
+        for t in tensors:
+            name = getattr(t, "name", "input") or "input"
+            raw.append((name.split(":")[0], tuple(t.shape)))
+    elif loaded.kind == "saved_model":
+        sig = _saved_model_signature(loaded)
+        for name, spec in sorted(sig.structured_input_signature[1].items()):
+            raw.append((name, tuple(spec.shape.as_list()) if spec.shape.rank is not None else ()))
+    else:
+        raise ValueError("input_specs() is for Keras models and SavedModels")
+
+    specs = []
+    for name, shape in raw:
+        if not shape:
+            raise TinygenError(f"Input '{name}' of '{loaded.path}' has an unknown rank; "
+                               "TFLite-Micro needs static shapes.")
+        dynamic = [i for i, d in enumerate(shape) if d is None and i > 0]
+        if dynamic:
+            shown = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+            raise TinygenError(
+                f"Input '{name}' has shape {shown} with dynamic dimension(s) at axis "
+                f"{', '.join(map(str, dynamic))}. TFLite-Micro needs every dimension but the "
+                "batch fixed.",
+                hint="Rebuild the model with a fixed input shape, e.g. keras.Input(shape=(96, 96, 1)).",
+            )
+        specs.append(InputSpec(name=name, shape=(1, *[int(d) for d in shape[1:]])))
+    return specs
+
+
+def _saved_model_signature(loaded: LoadedModel):
+    import tensorflow as tf
+
+    with capture_native_output():
+        obj = tf.saved_model.load(str(loaded.saved_model_dir))
+    if "serving_default" not in obj.signatures:
+        raise TinygenError(f"SavedModel '{loaded.path}' has no 'serving_default' signature.")
+    return obj.signatures["serving_default"]
+
+
+def convert(
+    loaded: LoadedModel,
+    quantize: str,
+    samples: list[np.ndarray] | None,
+    progress: Progress = _silent,
+) -> bytes:
+    """Convert with the TFLite converter. `samples` (one array per input) calibrate int8."""
+    if quantize not in QUANTIZATIONS:
+        raise TinygenError(f"Unknown quantization '{quantize}'; choose one of {', '.join(QUANTIZATIONS)}.")
+    if quantize == "int8" and not samples:
+        raise TinygenError(
+            "int8 quantization needs representative input data to calibrate activation ranges.",
+            hint="Pass --calibration-data FILE.npy (an array of 100-500 real input samples), "
+            "or choose --quantize float16/dynamic/none.",
+        )
+    specs = input_specs(loaded)
+    with capture_native_output() as native:
+        try:
+            import tensorflow as tf
+
+            converter = _make_converter(tf, loaded, specs)
+            _configure(tf, converter, quantize, samples, progress)
+            progress(f"Converting with the TFLite converter (TensorFlow {tf.__version__}, {quantize})")
+            return bytes(converter.convert())
+        except TinygenError:
+            raise
+        except Exception as exc:
+            error = exc
+    raise _conversion_error(error, native.tail())
+
+
+def _make_converter(tf, loaded: LoadedModel, specs: list[InputSpec]):
+    if loaded.kind == "saved_model":
+        # The SavedModel's own signature is used as is; a dynamic batch becomes 1 in the
+        # flatbuffer's `shape`, which is what TFLite-Micro reads.
+        return tf.lite.TFLiteConverter.from_saved_model(str(loaded.saved_model_dir))
+    return tf.lite.TFLiteConverter.from_keras_model(_with_batch_one(loaded, specs))
+
+
+def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec]):
+    """Re-wrap the model behind inputs of batch size 1.
+
+    With a dynamic batch the converter keeps shape arithmetic in the graph (e.g. Flatten
+    becomes SHAPE + STRIDED_SLICE + PACK + RESHAPE); with batch 1 every shape is static and
+    Flatten is one RESHAPE, which is smaller and faster on a microcontroller.
+    """
+    if loaded.loader.startswith("tf_keras"):
+        import tf_keras as keras_module
+    else:
+        import keras as keras_module
+    model = loaded.keras_model
+    inputs = [keras_module.Input(shape=spec.shape[1:], batch_size=1, name=_layer_name(spec.name))
+              for spec in specs]
+    outputs = model(inputs[0] if len(inputs) == 1 else inputs)
+    return keras_module.Model(inputs, outputs, name=_layer_name(model.name or "model"))
+
+
+def _layer_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "input"
+
+
+def _configure(tf, converter, quantize: str, samples, progress: Progress) -> None:
+    if quantize == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        count = len(samples[0])
+
+        def representative_dataset():
+            step = max(1, count // 10)
+            for i in range(count):
+                if i % step == 0:
+                    progress(f"  calibrating: sample {i + 1}/{count}")
+                yield [arr[i:i + 1] for arr in samples]
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+
+
+def _conversion_error(exc: Exception, native_tail: str) -> TinygenError:
+    text = str(exc)
+    tf_ops = sorted(set(re.findall(r"'tf\.(\w+)'", text + native_tail)))
+    if tf_ops:
+        return TinygenError(
+            "The TFLite converter cannot express these TensorFlow ops as TFLite builtin ops: "
+            + ", ".join(tf_ops) + ". TFLite-Micro runs builtin ops only (no Flex/SELECT_TF_OPS).",
+            hint="Replace the layers that produce them with ones TFLite supports natively.",
+        )
+    unsupported = re.findall(r"Quantization not yet supported for op: '?(\w+)'?", text + native_tail)
+    if unsupported:
+        return TinygenError(
+            "int8 quantization is not supported for op(s): " + ", ".join(sorted(set(unsupported))) + ".",
+            hint="Try --quantize float16 or none, or replace those layers.",
+        )
+    detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return TinygenError(
+        f"The TFLite converter failed: {detail}" + (f"\nConverter log (last lines):\n{native_tail}" if native_tail else ""),
+    )
