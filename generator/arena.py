@@ -28,9 +28,6 @@ LARGEST_ARENA = 64 * 1024 * 1024
 
 # What TFLite-Micro logs when the arena is too small (any other failure is a kernel error
 # that a bigger arena cannot fix, e.g. "Node DEQUANTIZE (number 0) failed to prepare").
-_MEMORY_MESSAGES = ("allocat", "too small", "resize buffer", "missing:")
-
-
 @dataclass
 class ArenaPlan:
     """What the firmware gets: `arena_bytes` = host minimum + the target kernels' scratch."""
@@ -57,23 +54,18 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
     def works(size: int) -> bool:
         nonlocal probes
         probes += 1
-        answer = runtime.try_arena(size)
-        if answer["ok"]:
-            return True
-        log = answer["log"].lower()
-        if not answer.get("crashed") and not any(m in log for m in _MEMORY_MESSAGES):
-            raise _cannot_run(answer)
-        return False
+        return runtime.try_arena(size)["ok"]
 
     low, high = 0, FIRST_PROBE  # invariant once found: `low` fails, `high` works
-    while not works(high):
-        low = high
-        high *= 2
-        if high > LARGEST_ARENA:
-            answer = runtime.try_arena(LARGEST_ARENA)
-            raise TinygenError(
-                f"The model does not run on TFLite-Micro even with a {LARGEST_ARENA // 2**20} MB "
-                "arena." + (f"\nTFLite-Micro said:\n{log_tail(answer['log'])}" if answer["log"] else ""))
+    if not works(high):
+        # A too-small arena does not always fail with an allocation message (a kernel's
+        # Prepare may just see a null buffer), so ask once with the largest arena whether
+        # the model can run at all before searching.
+        answer = runtime.try_arena(LARGEST_ARENA)
+        if not answer["ok"]:
+            raise _cannot_run(answer)
+        while not works(high):
+            low, high = high, high * 2
     while high - low > ALIGNMENT:
         middle = align((low + high) // 2)
         if middle >= high:
@@ -88,6 +80,10 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
 
 
 def _cannot_run(answer: dict) -> TinygenError:
+    if answer.get("crashed"):
+        return TinygenError("The TFLite-Micro runtime crashed loading this model "
+                            f"({answer['error']}); the model is corrupt or uses a feature "
+                            "TFLite-Micro cannot handle.")
     said = log_tail(answer["log"])
     hint = None
     if "DEQUANTIZE" in said and "kTfLiteInt8" in said:
@@ -97,7 +93,8 @@ def _cannot_run(answer: dict) -> TinygenError:
         hint = ("TFLite-Micro kernels do not run dynamic-range (hybrid) models; use --quantize "
                 "int8 or none.")
     return TinygenError(
-        "TFLite-Micro cannot run this model: " + answer["error"] + "."
+        f"TFLite-Micro cannot run this model, even with a {LARGEST_ARENA // 2**20} MB arena: "
+        + answer["error"] + "."
         + (f"\nTFLite-Micro said:\n{said}" if said else ""), hint=hint)
 
 

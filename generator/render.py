@@ -113,8 +113,11 @@ def _render_cookiecutter(template: Path, context: dict, staging: Path) -> Path:
 
     # generate_context + generate_files (not cookiecutter()) so no user config is read and
     # no replay file is written to the user's home directory.
-    cc_context = generate_context(context_file=str(template / "cookiecutter.json"),
-                                  extra_context={"_tinygen": context})
+    # cookiecutter.json's `_tinygen` is an example documenting the keys the template reads;
+    # the real context replaces it whole (cookiecutter would merge it key by key, letting
+    # example values leak into projects).
+    cc_context = generate_context(context_file=str(template / "cookiecutter.json"))
+    cc_context["cookiecutter"]["_tinygen"] = context
     cc_context["cookiecutter"]["_template"] = str(template)
     project = generate_files(repo_dir=str(template), context=cc_context,
                              output_dir=str(staging), overwrite_if_exists=False)

@@ -1,0 +1,12 @@
+// {{ cookiecutter._tinygen.name }}: Arduino timer for the firmware core (see tinygen_platform.h).
+#include <Arduino.h>
+
+#include "tinygen_platform.h"
+
+namespace tinygen {
+
+uint32_t timer_now() { return static_cast<uint32_t>(micros()); }
+
+uint32_t timer_elapsed_us(uint32_t start) { return timer_now() - start; }
+
+}  // namespace tinygen

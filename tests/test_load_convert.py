@@ -1,0 +1,106 @@
+"""Loading every model kind and converting with each quantization."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from generator import calibration, convert, load
+from generator.analyze import analyze
+from generator.errors import TinygenError
+
+
+def test_tflite_path_never_imports_tensorflow(models):
+    code = (
+        "import sys\n"
+        "from generator.pipeline import prepare\n"
+        f"p = prepare({str(models['mlp'].tflite['int8'])!r}, 'esp-idf')\n"
+        "assert p.arena.arena_bytes > 0\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_legacy_h5_falls_back_to_tf_keras(models):
+    loaded = load.load_model(models["depthwise"].source)
+    assert loaded.kind == "keras"
+    assert loaded.loader.startswith("tf_keras")
+
+
+def test_keras3_file_loads_with_keras3(models):
+    assert load.load_model(models["mlp"].source).loader.startswith("keras ")
+
+
+def test_saved_model_directory_converts(tmp_path, models):
+    import keras
+
+    model = keras.models.load_model(models["mlp"].source)
+    model.export(tmp_path / "saved", verbose=False)
+    loaded = load.load_model(tmp_path / "saved")
+    assert loaded.kind == "saved_model"
+    report = analyze(convert.convert(loaded, "none", None))
+    assert report.ops == ["FULLY_CONNECTED", "SOFTMAX"]
+    assert report.inputs[0].shape == [1, 10]
+
+
+@pytest.mark.parametrize("quantize, input_dtype, weight_types", [
+    ("int8", "INT8", {"INT8", "INT32"}),
+    ("none", "FLOAT32", {"FLOAT32"}),
+    ("float16", "FLOAT32", {"FLOAT16"}),
+])
+def test_quantization_modes(models, quantize, input_dtype, weight_types):
+    files = models["cnn"]
+    loaded = load.load_model(files.source)
+    samples = calibration.load_samples(files.calibration, convert.input_specs(loaded))
+    report = analyze(convert.convert(loaded, quantize, samples if quantize == "int8" else None))
+    assert report.inputs[0].dtype == input_dtype
+    constant_types = {t.dtype for t in report.tensors[0] if t.is_constant}
+    assert weight_types <= constant_types
+    assert report.inputs[0].shape == [1, 16, 16, 1]  # batch fixed to 1
+    assert "SHAPE" not in report.ops  # static shapes: Flatten is a single RESHAPE
+
+
+def test_dynamic_range_quantizes_large_weights(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64), keras.layers.Dense(2)])
+    model.save(tmp_path / "wide.keras")
+    report = analyze(convert.convert(load.load_model(tmp_path / "wide.keras"), "dynamic", None))
+    assert report.quantization == "dynamic"
+
+
+def test_int8_without_calibration_is_an_error_with_hint(models):
+    with pytest.raises(TinygenError) as err:
+        convert.convert(load.load_model(models["mlp"].source), "int8", None)
+    assert "--calibration-data" in err.value.hint
+
+
+def test_dynamic_non_batch_dimension_is_rejected(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.Conv1D(4, 3),
+                              keras.layers.GlobalAveragePooling1D()])
+    model.save(tmp_path / "dyn.keras")
+    with pytest.raises(TinygenError, match=r"dynamic dimension\(s\) at axis 1"):
+        convert.input_specs(load.load_model(tmp_path / "dyn.keras"))
+
+
+def test_calibration_shape_is_checked(models, tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((5, 11), np.float32))
+    specs = convert.input_specs(load.load_model(models["mlp"].source))
+    with pytest.raises(TinygenError, match=r"expects samples of shape \(10,\)"):
+        calibration.load_samples(bad, specs)
+
+
+def test_calibration_rejects_nan(tmp_path):
+    bad = tmp_path / "nan.npy"
+    arr = np.zeros((4, 3), np.float32)
+    arr[1, 2] = np.nan
+    np.save(bad, arr)
+    with pytest.raises(TinygenError, match="NaN or infinite"):
+        calibration.load_samples(bad, [calibration.InputSpec("x", (1, 3))])
