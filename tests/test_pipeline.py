@@ -128,3 +128,17 @@ def test_unsupported_op_names_the_op(models):
 
     with pytest.raises(TinygenError, match="operator SOFTMAX"):
         resolve(report, narrowed)
+
+
+def test_target_margins_follow_the_kernels(generate):
+    """Reference/CMSIS-NN targets get the host minimum; esp-nn on the ESP32-S3 adds the
+    scratch its conv kernels request, and the plan says which layers take it."""
+    _, reference = generate("cnn", "zephyr", "nrf52840dk")
+    _, s3 = generate("cnn", "esp-idf", "esp32s3")
+    assert reference.arena.scratch_bytes == 0
+    assert reference.arena.arena_bytes == reference.arena.arena_min_bytes
+    assert s3.arena.arena_min_bytes == reference.arena.arena_min_bytes  # same host measurement
+    assert s3.arena.scratch_bytes > 0
+    assert any("CONV_2D" in line for line in s3.arena.scratch_detail)
+    with HostRuntime(s3.tflite) as runtime:  # the larger arena still works, of course
+        assert runtime.try_arena(s3.arena.arena_bytes)["ok"]
