@@ -5,10 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench clean
 
-# Generate an ESP-IDF project from the bundled example model into build/demo/shapes_cnn.
+TARGET ?= esp-idf
+BOARD ?= esp32s3
+
+# Generate a project from the bundled example model into build/demo/shapes_cnn
+# (another target: make demo TARGET=zephyr BOARD=qemu_x86).
 demo: $(VENV)/.installed
-	$(BIN)/tinygen new --target esp-idf --board esp32s3 --output build/demo --force \
-		--calibration-data examples/shapes_calibration.npy examples/shapes_cnn.keras
+	PATH="$(abspath $(BIN)):$$PATH" examples/render_demo.sh $(TARGET) $(BOARD) build/demo
 
 # Run the test suite (real converter, real TFLite-Micro runtime; firmware toolchain tests
 # skip with a reason when idf.py / arduino-cli / west are not installed).

@@ -16,9 +16,16 @@ from .pipeline import Prepared
 from .tflm_host import runtime_version
 
 
+def comment_safe(text: str) -> str:
+    """Text from the model or the user that lands in C++ comments and strings: printable
+    ASCII only, no backslash (line splice), no comment terminator, no quotes."""
+    cleaned = "".join(c if " " <= c <= "~" and c not in "\\\"`" else "?" for c in text)
+    return cleaned.replace("*/", "*?")[:200]
+
+
 def tensor_context(tensor) -> dict:
     return {
-        "name": tensor.name,
+        "name": comment_safe(tensor.name),
         "shape": tensor.shape,
         "shape_text": "[" + ", ".join(map(str, tensor.shape)) + "]",
         "dtype": tensor.numpy_dtype or tensor.dtype.lower(),
@@ -39,7 +46,7 @@ def build_context(prepared: Prepared, name: str) -> dict:
         "board": {k: v for k, v in board.settings.items() if not isinstance(v, dict)} | {"id": board.id},
         "library_header": board.get("library_header") or "",
         "model": {
-            "source": prepared.model_path.name,
+            "source": comment_safe(prepared.model_path.name),
             "kind": prepared.model_kind,
             "quantize": prepared.quantize,
             "quantization": report.quantization,

@@ -1,0 +1,33 @@
+"""Each template's cookiecutter.json documents every context key the template reads."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@pytest.mark.parametrize("target", ["esp-idf", "arduino", "zephyr"])
+def test_cookiecutter_json_lists_every_key_used(target, generate):
+    contract = json.loads((TEMPLATES / target / "cookiecutter.json").read_text())["_tinygen"]
+    used = set()
+    for path in (TEMPLATES / target).rglob("*"):
+        if path.is_file() and path.name != "cookiecutter.json":
+            used |= set(re.findall(r"cookiecutter\._tinygen\.([\w.]+)", path.read_text() + path.as_posix()))
+    for dotted in sorted(used):
+        node = contract
+        for part in dotted.split("."):
+            assert isinstance(node, dict) and part in node, f"{target}: '{dotted}' missing from cookiecutter.json"
+            node = node[part]
+    # ...and the real context provides every key the contract documents.
+    _, prepared = generate("mlp", target)
+    from generator.context import build_context
+
+    real = build_context(prepared, "x")
+    missing = [k for k in contract if k not in real] + [
+        f"board.{k}" for k in contract["board"] if k not in real["board"]]
+    assert not missing, missing
