@@ -55,3 +55,56 @@ def test_esp_idf_project_structure(generate, board):
     step = workflow["jobs"]["build"]["steps"][-1]
     assert step["uses"].startswith("espressif/esp-idf-ci-action@")
     assert step["with"]["target"] == prepared.board["chip"]
+
+
+@pytest.mark.parametrize("board", boards.board_ids("arduino"))
+def test_arduino_sketch_structure(generate, board):
+    project, prepared = generate("cnn", "arduino", board)
+    sketch = project / f"{project.name}.ino"
+    assert sketch.is_file(), "Arduino needs <folder>/<folder>.ino"
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", project.name)
+    assert not list(project.rglob("*.cc")), "Arduino compiles .cpp, not .cc, beside the sketch"
+    text = sketch.read_text()
+    assert "void setup()" in text and "void loop()" in text
+    spec = yaml.safe_load((project / "sketch.yaml").read_text())
+    profile = spec["profiles"][board]
+    assert profile["fqbn"] == spec["default_fqbn"] == prepared.board["fqbn"]
+    assert re.fullmatch(r"[\w-]+:[\w-]+:[\w-]+", profile["fqbn"])
+    platform = profile["platforms"][0]["platform"]
+    assert re.fullmatch(r"[\w-]+:[\w-]+ \(\d+\.\d+\.\d+\)", platform)
+    assert profile["fqbn"].startswith(platform.split(" ")[0] + ":")
+    if prepared.board["library"]:
+        assert profile["libraries"] == ["Chirale_TensorFLowLite (2.0.0)"]  # Library Manager spelling
+        assert f"#include <{prepared.board['library_header']}>" in text
+    else:  # ESP32 cores bundle TFLite Micro: no library to install, none pinned
+        assert "libraries" not in profile
+        assert "platform_index_url" in profile["platforms"][0]
+
+
+@pytest.mark.parametrize("board", boards.board_ids("zephyr"))
+def test_zephyr_application_structure(generate, board):
+    project, prepared = generate("cnn", "zephyr", board)
+    cmake = (project / "CMakeLists.txt").read_text()
+    assert "find_package(Zephyr REQUIRED HINTS $ENV{ZEPHYR_BASE})" in cmake
+    for source in re.findall(r"(src/[\w.]+\.cpp)", cmake):
+        assert (project / source).is_file(), source
+    conf = dict(line.split("=", 1) for line in (project / "prj.conf").read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert conf["CONFIG_CPP"] == "y" and conf["CONFIG_STD_CPP17"] == "y"
+    assert conf["CONFIG_TENSORFLOW_LITE_MICRO"] == "y"
+    assert "CONFIG_NEWLIB_LIBC" not in conf  # gone from the Zephyr SDK
+    cmsis = prepared.board["kernels"] == "cmsis-nn"
+    assert (conf.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") == "y") == cmsis
+    assert int(conf["CONFIG_MAIN_STACK_SIZE"]) >= 2048
+    manifest = yaml.safe_load((project / "west.yml").read_text())["manifest"]
+    assert "+optional" in manifest["group-filter"]
+    (zephyr,) = manifest["projects"]
+    allow = zephyr["import"]["name-allowlist"]
+    assert "tflite-micro" in allow
+    if cmsis:
+        assert "cmsis-nn" in allow
+    sample = yaml.safe_load((project / "sample.yaml").read_text())
+    assert "tflite-micro" in sample["common"]["modules"]
+    assert sample["common"]["harness_config"]["regex"] == ["tinygen self-test: PASS"]
+    (test,) = sample["tests"].values()
+    assert test["platform_allow"] == [prepared.board["zephyr_board"]]
