@@ -8,6 +8,7 @@ imported only inside the functions that need it, so the `.tflite` path never pay
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,14 @@ def _load_keras(path: Path) -> LoadedModel:
     import keras  # Keras 3, installed with TensorFlow
 
     errors: list[str] = []
+    details: list[str] = []  # full exception texts, searched for unknown class names
     try:
         model = keras.models.load_model(path, compile=False)
         return LoadedModel(path=path, kind="keras", keras_model=model,
                            loader=f"keras {keras.__version__}")
     except Exception as exc:  # Keras raises many types for unreadable files
         errors.append(f"Keras {keras.__version__}: {_first_line(exc)}")
+        details.append(str(exc))
 
     if path.suffix.lower() in (".h5", ".hdf5"):
         # Many TF2-era .h5 files (e.g. DepthwiseConv2D with a `groups` key) only load in
@@ -102,12 +105,20 @@ def _load_keras(path: Path) -> LoadedModel:
                                    loader=f"tf_keras {tf_keras.__version__}")
             except Exception as exc:
                 errors.append(f"tf_keras {tf_keras.__version__}: {_first_line(exc)}")
+                details.append(str(exc))
 
+    unknown = sorted(set(_UNKNOWN_CLASS.findall(" ".join(details))))
     raise TinygenError(
-        f"Could not load the Keras model '{path}'. " + " / ".join(errors),
+        f"Could not load the Keras model '{path}'. "
+        + (f"It uses class(es) Keras does not know: {', '.join(unknown)} (custom layers?). "
+           if unknown else "")
+        + " / ".join(errors),
         hint="If the model uses custom layers, export it to .tflite (or a SavedModel) in the "
         "environment that defines them and pass that file to tinygen.",
     )
+
+
+_UNKNOWN_CLASS = re.compile(r"(?:Could not locate class|Unknown layer:?|Unknown object:?)\s*'?(\w+)'?")
 
 
 def _first_line(exc: BaseException) -> str:

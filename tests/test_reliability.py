@@ -1,0 +1,220 @@
+"""Bad, hostile and odd input: one clear message, non-zero exit, no traceback, and the
+file system exactly as before."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.errors import TinygenError
+
+
+def tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "generator.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, models):
+    """name -> path of a broken or unrunnable input, built once."""
+    folder = tmp_path_factory.mktemp("bad")
+    good = models["mlp"].tflite["int8"].read_bytes()
+    rng = random.Random(0)
+    files = {
+        "empty.tflite": b"",
+        "random.tflite": bytes(rng.randrange(256) for _ in range(3000)),
+        "truncated.tflite": good[: len(good) // 3],
+        "random.keras": bytes(rng.randrange(256) for _ in range(2000)),
+        "truncated.h5": models["depthwise"].source.read_bytes()[:500],
+        "model.onnx": b"onnx",
+    }
+    # A valid flatbuffer whose first non-empty buffer claims data far outside the file.
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    import flatbuffers
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(good, 0))
+    for buffer in model.buffers:
+        if buffer.data is not None and len(buffer.data):
+            buffer.data, buffer.offset, buffer.size = None, len(good) * 10, 4096
+            break
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    files["out_of_range.tflite"] = bytes(builder.Output())
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "not_a_savedmodel").mkdir()
+    (folder / "not_a_savedmodel" / "notes.txt").write_text("hi")
+
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32)])
+    def determinant(x):
+        return tf.linalg.det(x)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([determinant.get_concrete_function()], determinant)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    (folder / "flex.tflite").write_bytes(converter.convert())
+
+    import keras
+
+    @keras.saving.register_keras_serializable(package="tests_only")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    custom = keras.Sequential([keras.Input((3,)), Doubler(), keras.layers.Dense(2)])
+    custom.save(folder / "custom_layer.keras")
+    keras.saving.get_custom_objects().clear()  # a user's tinygen does not know Doubler
+
+    wide = keras.Sequential([keras.Input((512,)), keras.layers.Dense(512)])
+    (folder / "wide.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+
+    np.save(folder / "cal_wrong_shape.npy", np.zeros((4, 7), np.float32))
+    np.save(folder / "cal_strings.npy", np.array([["a"] * 10] * 4))
+    np.save(folder / "cal_nan.npy", np.full((4, 10), np.nan, np.float32))
+    np.save(folder / "cal_empty.npy", np.zeros((0, 10), np.float32))
+    (folder / "cal_garbage.npy").write_bytes(b"not numpy at all")
+    return folder
+
+
+CASES = [
+    # (id, args, expected message fragment)
+    ("missing path", ["new", "--target", "esp-idf", "{bad}/nope.keras"], "does not exist"),
+    ("dir not SavedModel", ["inspect", "{bad}/not_a_savedmodel"], "not a SavedModel"),
+    ("empty file", ["inspect", "{bad}/empty.tflite"], "is empty"),
+    ("random tflite", ["inspect", "{bad}/random.tflite"], "not a TFLite model"),
+    ("truncated tflite", ["inspect", "{bad}/truncated.tflite"], "corrupt"),
+    ("buffer out of range", ["inspect", "{bad}/out_of_range.tflite"], "buffer spans bytes"),
+    ("random keras", ["new", "--target", "esp-idf", "{bad}/random.keras"], "Could not load the Keras model"),
+    ("truncated h5", ["new", "--target", "esp-idf", "{bad}/truncated.h5"], "Could not load the Keras model"),
+    ("unknown suffix", ["inspect", "{bad}/model.onnx"], "Unsupported model file type"),
+    ("custom layer", ["new", "--target", "esp-idf", "--quantize", "none", "{bad}/custom_layer.keras"], "Doubler"),
+    ("flex op", ["new", "--target", "zephyr", "{bad}/flex.tflite"], "'MatrixDeterminant' through Flex"),
+    ("calibration shape", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_wrong_shape.npy", "{mlp}"], "expects samples of shape (10,)"),
+    ("calibration dtype", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_strings.npy", "{mlp}"], "numeric array is needed"),
+    ("calibration nan", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_nan.npy", "{mlp}"], "NaN or infinite"),
+    ("calibration empty", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_empty.npy", "{mlp}"], "is empty"),
+    ("calibration unreadable", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_garbage.npy", "{mlp}"], "Could not read calibration data"),
+    ("unknown board", ["new", "--target", "zephyr", "--board", "nrf52840", "{mlp}"], "Did you mean 'nrf52840dk'"),
+    ("unknown target", ["new", "--target", "mbed", "{mlp}"], "Invalid value for '--target'"),
+    ("too big for board", ["new", "--target", "zephyr", "--board", "qemu_cortex_m3", "{bad}/wide.tflite"], "does not fit"),
+    ("output is a file", ["new", "--target", "esp-idf", "--output", "{bad}/empty.tflite", "{mlp}"], "Cannot write to output directory"),
+]
+
+
+@pytest.mark.parametrize("case_id, args, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_cleanly(bad_inputs, models, tmp_path, case_id, args, message):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("user data")
+    before, bad_before = tree_hash(work), tree_hash(bad_inputs)
+    args = [a.format(bad=bad_inputs, mlp=models["mlp"].tflite["int8"]) for a in args]
+    result = cli(*args, cwd=work)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert tree_hash(work) == before
+    assert tree_hash(bad_inputs) == bad_before
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../escape", "escape"),
+    ("/etc/passwd", "etc_passwd"),
+    ("my robot", "my_robot"),
+    ("Grüße-modèle", "Grue-modele"),
+    ("a;rm -rf $HOME`x`", "a_rm_-rf_HOME_x"),
+    ("class", "class"),
+    ("{{ 7*7 }}", "model_7_7"),
+    ("{% for x in y %}", "for_x_in_y"),
+])
+def test_hostile_names_stay_inside_output_and_are_not_evaluated(models, tmp_path, name, expected):
+    out = tmp_path / "out"
+    result = cli("new", "--target", "arduino", "--output", out, "--name", name,
+                 models["mlp"].tflite["int8"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (project,) = list(out.iterdir())
+    assert project.name == expected
+    assert (project / f"{expected}.ino").is_file()
+    assert [p for p in tmp_path.iterdir()] == [out]  # nothing written outside --output
+    for path in project.rglob("*"):
+        if path.is_file():
+            assert "49" not in path.name
+    assert "{{ 7*7 }}" not in (project / "README.md").read_text()
+
+
+def test_failure_midway_leaves_nothing(models, tmp_path, monkeypatch):
+    from generator import render
+    from generator.context import build_context, golden_arrays, model_array
+    from generator.pipeline import prepare
+
+    prepared = prepare(models["mlp"].tflite["int8"], "esp-idf")
+    context = build_context(prepared, "half")
+
+    def explode(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(render, "_render_firmware_core", explode)
+    with pytest.raises(TinygenError, match="No space left"):
+        render.render_project(context, {"model_array": model_array(prepared),
+                                        "golden_arrays": golden_arrays(prepared.golden)},
+                              "esp-idf", "main", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_destination(models, tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        result = cli("new", "--target", "esp-idf", "--output", tmp_path / "x", models["mlp"].tflite["int8"], cwd="/")
+        assert result.returncode == 1 and "Cannot write" in result.stderr
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_fuzzed_tflite_never_crashes_the_cli(models, tmp_path):
+    """1000 seeded mutations of a small valid model through `inspect`'s code path:
+    every one ends in a report or a TinygenError, never another exception or a crash."""
+    from click.testing import CliRunner
+
+    from generator.cli import cli as tinygen
+
+    good = models["mlp"].tflite["int8"].read_bytes()
+    rng = random.Random(1234)
+    runner = CliRunner()
+    outcomes = {"ok": 0, "clean error": 0, "crash": 0}
+    path = tmp_path / "fuzz.tflite"
+    for _ in range(1000):
+        data = bytearray(good)
+        for _ in range(rng.choice([1, 2, 4, 16])):
+            position = rng.randrange(8, len(data))  # keep the identifier: test the parser
+            data[position] = rng.randrange(256)
+        if rng.random() < 0.1:
+            data = data[: rng.randrange(8, len(data))]
+        path.write_bytes(bytes(data))
+        result = runner.invoke(tinygen, ["inspect", "--json", str(path)])
+        if result.exit_code == 0:
+            outcomes["ok"] += 1
+        elif result.exit_code == 1:  # a TinygenError: one message, no traceback
+            outcomes["clean error"] += 1
+        else:
+            outcomes["crash"] += 1
+            print("crash:", result.exit_code, result.output[-500:])
+    print(f"fuzz: 1000 cases, {outcomes['ok']} inspected, {outcomes['clean error']} clean errors, "
+          f"{outcomes['crash']} crashes")
+    assert outcomes["crash"] == 0
