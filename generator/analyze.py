@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -40,6 +40,7 @@ class TensorInfo:
     zero_point: int | None = None
     per_channel: bool = False
     is_constant: bool = False
+    dynamic_axes: list[int] = field(default_factory=list)  # -1 in shape_signature, past batch
 
     @property
     def numpy_dtype(self) -> str:
@@ -248,7 +249,7 @@ def _reject_unrunnable(tensors: list[list[TensorInfo]], inputs: list[TensorInfo]
             raise TinygenError(f"Tensor '{t.name}' has type string; TFLite-Micro has no string "
                                "tensors.", hint="Do text preprocessing outside the model.")
     for t in inputs:
-        if getattr(t, "dynamic_axes", None):
+        if t.dynamic_axes:
             raise TinygenError(
                 f"Input '{t.name}' has dynamic dimension(s) at axis "
                 f"{', '.join(map(str, t.dynamic_axes))} (shape signature). TFLite-Micro needs "
@@ -284,6 +285,3 @@ def report_to_dict(report: ModelReport) -> dict:
         "parameter_count": report.parameter_count,
         "weights_bytes": report.weights_bytes,
     }
-
-
-__all__ = ["ModelReport", "OperatorInfo", "TensorInfo", "analyze", "report_to_dict", "asdict"]

@@ -26,8 +26,7 @@ ALIGNMENT = 16  # the firmware declares the arena alignas(16); sizes are multipl
 FIRST_PROBE = 2048
 LARGEST_ARENA = 64 * 1024 * 1024
 
-# What TFLite-Micro logs when the arena is too small (any other failure is a kernel error
-# that a bigger arena cannot fix, e.g. "Node DEQUANTIZE (number 0) failed to prepare").
+
 @dataclass
 class ArenaPlan:
     """What the firmware gets: `arena_bytes` = host minimum + the target kernels' scratch."""
