@@ -1,5 +1,7 @@
-// {{ cookiecutter._tinygen.name }}: ESP-IDF timer for the firmware core (see tinygen_platform.h).
+// {{ cookiecutter._tinygen.name }}: ESP-IDF timer and console for the firmware core (see tinygen_platform.h).
 #include "tinygen_platform.h"
+
+#include <stdio.h>
 
 #include "esp_timer.h"
 
@@ -8,5 +10,8 @@ namespace tinygen {
 uint32_t timer_now() { return static_cast<uint32_t>(esp_timer_get_time()); }
 
 uint32_t timer_elapsed_us(uint32_t start) { return timer_now() - start; }
+
+// stdout is the ESP-IDF console (UART or USB, per sdkconfig), what idf.py monitor shows.
+void print_line(const char* text) { printf("%s\n", text); }
 
 }  // namespace tinygen
