@@ -41,6 +41,11 @@ class ArenaPlan:
     def arena_bytes(self) -> int:
         return align(self.arena_min_bytes + self.scratch_bytes)
 
+    def breakdown(self) -> str:
+        """E.g. 'measured minimum 4,496 + 7,920 esp-nn-esp32s3 scratch'."""
+        scratch = f" + {self.scratch_bytes:,} {self.kernels} scratch" if self.scratch_bytes else ""
+        return f"measured minimum {self.arena_min_bytes:,}{scratch}"
+
 
 def align(size: int) -> int:
     return (size + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT

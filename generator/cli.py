@@ -114,9 +114,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, force, mode
     click.echo(f"  model      {report.model_bytes:,} bytes, {report.quantization}, "
                f"{report.parameter_count:,} parameters, sha256 {report.sha256[:12]}")
     click.echo(f"  operators  {prepared.resolution.size}: {', '.join(report.ops + report.custom_ops)}")
-    click.echo(f"  arena      {arena.arena_bytes:,} bytes (measured minimum {arena.arena_min_bytes:,}"
-               + (f" + {arena.scratch_bytes:,} {arena.kernels} scratch" if arena.scratch_bytes else "")
-               + ")")
+    click.echo(f"  arena      {arena.arena_bytes:,} bytes ({arena.breakdown()})")
     click.echo(f"  fit        {prepared.fit.summary()}")
     click.echo(f"  build      cd {rendered.path} && {prepared.board['build_command'].format(id=prepared.board.id, **prepared.board.settings)}")
 
@@ -168,9 +166,7 @@ def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
             quant = f" scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
             click.echo(f"  {t.name:<32} {str(t.shape):<16} {t.numpy_dtype or t.dtype}{quant}")
     click.echo(f"Arena       {arena.arena_bytes:,} bytes for {target}/{prepared.board.id} "
-               f"(measured minimum {arena.arena_min_bytes:,} on tflite-micro {arena.runtime}"
-               + (f" + {arena.scratch_bytes:,} {arena.kernels} kernel scratch" if arena.scratch_bytes else "")
-               + ")")
+               f"({arena.breakdown()}; tflite-micro {arena.runtime})")
     for line in arena.scratch_detail:
         click.echo(f"  {line}")
     click.echo(f"Fit         {'OK' if fit.ok else 'DOES NOT FIT'}: {fit.summary()}")
