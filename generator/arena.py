@@ -78,7 +78,7 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
             high = middle
         else:
             low = middle
-    progress(f"Measured tensor arena: {high} bytes minimum on the TFLite-Micro runtime "
+    progress(f"Measured tensor arena: {high:,} bytes minimum on the TFLite-Micro runtime "
              f"({runtime_version()}, {probes} probes)")
     return high
 

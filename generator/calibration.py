@@ -1,7 +1,7 @@
-"""Representative (calibration) data: read a user's .npy/.npz and check it fits the model.
+"""Input data a user supplies, read and checked against the model's input shapes once, here.
 
-The same samples calibrate int8 conversion and become the inputs of the firmware's golden
-self-test, so they are validated once, here, against the model's input shapes.
+Calibration (representative) data calibrates int8 conversion and becomes the inputs of the
+firmware's golden self-test; evaluation data (inputs plus labels) feeds `tinygen verify`.
 """
 
 from __future__ import annotations
@@ -87,3 +87,41 @@ def _check(path: Path, key: str, arr: np.ndarray, spec: InputSpec) -> np.ndarray
         raise TinygenError(f"{where} contains {bad} NaN or infinite value(s).",
                            hint="Calibration needs real, finite input samples.")
     return arr
+
+
+LABEL_KEYS = ("y", "labels", "label")
+
+
+def load_eval_data(path: str | Path, inputs: list[InputSpec]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Read evaluation data: an .npz with the inputs (`x` for a single-input model, else one
+    array per input name) and the labels (`y`), or two unnamed arrays (x, y) in that order.
+    Returns (one float32 array per input, labels with one row per sample)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinygenError(f"Evaluation data file '{path}' does not exist.")
+    if path.suffix.lower() != ".npz":
+        raise TinygenError(f"Evaluation data '{path}' must be an .npz file holding inputs and labels.",
+                           hint="numpy.savez('eval.npz', x=inputs, y=labels)")
+    arrays = dict(_read_arrays(path))
+    if list(arrays) == ["arr_0", "arr_1"]:
+        arrays = {"x": arrays["arr_0"], "y": arrays["arr_1"]}
+    label_key = next((k for k in LABEL_KEYS if k in arrays), None)
+    if label_key is None:
+        raise TinygenError(f"Evaluation data '{path}' has no labels (arrays: {', '.join(arrays)}).",
+                           hint="numpy.savez('eval.npz', x=inputs, y=labels)")
+    labels = arrays.pop(label_key)
+    if len(inputs) == 1 and "x" in arrays and inputs[0].name not in arrays:
+        arrays = {inputs[0].name: arrays.pop("x"), **arrays}
+    missing = [spec.name for spec in inputs if spec.name not in arrays]
+    if missing:
+        raise TinygenError(
+            f"Evaluation data '{path}' has no array for input(s) {', '.join(missing)} "
+            f"(arrays: {', '.join(arrays) or 'none'}).",
+            hint="Key the inputs `x` (one-input model) or by input name, and the labels `y`.")
+    samples = [_check(path, spec.name, arrays[spec.name], spec) for spec in inputs]
+    if labels.ndim == 0 or len(labels) != len(samples[0]):
+        raise TinygenError(f"Evaluation data '{path}' has {labels.size if labels.ndim == 0 else len(labels)} "
+                           f"label(s) for {len(samples[0])} input sample(s); one label row per sample is needed.")
+    if not np.issubdtype(labels.dtype, np.number):
+        raise TinygenError(f"Evaluation data '{path}': labels have dtype {labels.dtype}; numbers are needed.")
+    return samples, labels

@@ -130,6 +130,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, force, mode
 def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
     """Show MODEL's operators, tensors, arena and sizes (what `new` would emit)."""
     from .analyze import report_to_dict
+    from .fit import fit_every_board
     from .pipeline import prepare
 
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
@@ -150,6 +151,8 @@ def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
                 "ram_needed_bytes": fit.ram_needed, "ram_available_bytes": prepared.board["ram_bytes"],
                 "runtime_bytes_are_estimates": True},
     }
+    every_board = fit_every_board(report, arena.arena_min_bytes)
+    data["boards"] = [{"target": t, "board": b} | row.to_dict() for (t, b), row in every_board.items()]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -170,6 +173,82 @@ def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
     for line in arena.scratch_detail:
         click.echo(f"  {line}")
     click.echo(f"Fit         {'OK' if fit.ok else 'DOES NOT FIT'}: {fit.summary()}")
+    _print_board_table(every_board)
+
+
+def _print_board_table(every_board) -> None:
+    click.echo("Every board (model and arena measured; runtime flash/RAM are estimates, see "
+               "`tinygen boards`)")
+    click.echo(f"  {'target':<9}{'board':<19}{'arena B':>9}{'flash need / have':>25}"
+               f"{'RAM need / have':>23}  fits")
+    for (target, board_id), row in every_board.items():
+        if row.fit is None:
+            click.echo(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}  no: {row.unsupported.split(',')[0]}")
+            continue
+        f = row.fit
+        flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
+        ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
+        verdict = "yes" if f.ok else "no: " + " and ".join(
+            what for what, ok in (("flash", f.flash_ok), ("RAM", f.ram_ok)) if not ok)
+        click.echo(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}  {verdict}")
+
+
+@cli.command()
+@click.option("--target", type=click.Choice(TARGETS), default="esp-idf", show_default=True,
+              help="Target whose arena is used on the TFLite-Micro runtime.")
+@click.option("--board", default=None, help=_board_help())
+@_quantize_option
+@_calibration_option
+@click.option("--eval-data", type=click.Path(path_type=Path), default=None,
+              help="Labelled inputs (.npz: `x` or one array per input name, and labels `y`): "
+              "also prints each runtime's top-1 accuracy (classifier) or MSE (regressor).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@_model_argument
+def verify(target, board, quantize, calibration_data, eval_data, as_json, model) -> None:
+    """Run MODEL in Keras, the TFLite interpreter and TFLite-Micro and compare them.
+
+    Keras vs TFLite shows what quantization cost. TFLite vs TFLite-Micro must agree within
+    one quantization step (the firmware self-test's tolerance): otherwise the deployment is
+    wrong and the exit code is 1. Inputs: --eval-data, else the calibration data, else
+    pseudo-random ones.
+    """
+    from .pipeline import prepare
+    from .verify import failure_error, verify as run_verification
+
+    prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
+                       progress=_progress)
+    result = run_verification(prepared, eval_data, progress=_progress)
+    if as_json:
+        click.echo(json.dumps({"model": str(model), "quantization": prepared.report.quantization,
+                               "target": target, "board": prepared.board.id} | result.to_dict(), indent=2))
+    else:
+        _print_verification(prepared, result)
+    if not result.ok:
+        raise failure_error(result)
+
+
+def _print_verification(prepared, result) -> None:
+    click.echo(f"Verified {prepared.model_path.name} ({prepared.report.quantization}) on {result.samples} "
+               f"samples from {result.inputs_from}; TFLite-Micro arena {result.arena_bytes:,} bytes "
+               f"({prepared.board.target}/{prepared.board.id})")
+    click.echo(f"  {'':<26}{'max |diff|':>12}{'mean |diff|':>13}")
+    if result.keras_vs_tflite is not None:
+        d = result.keras_vs_tflite
+        click.echo(f"  {'Keras vs TFLite':<26}{d.max_abs:>12.6g}{d.mean_abs:>13.6g}   "
+                   "conversion + quantization loss (reported only)")
+    else:
+        click.echo(f"  {'Keras vs TFLite':<26}{'-':>12}{'-':>13}   not compared: {result.keras_note}")
+    d = result.tflite_vs_tflm
+    steps = f"max {d.max_steps:.0f} step(s), " if d.max_steps is not None else ""
+    verdict = "OK" if d.ok else "DISAGREE"
+    click.echo(f"  {'TFLite vs TFLite-Micro':<26}{d.max_abs:>12.6g}{d.mean_abs:>13.6g}   "
+               f"{steps}{verdict}")
+    if result.metric:
+        names = {"keras": "Keras", "tflite": "TFLite", "tflm": "TFLite-Micro"}
+        percent = "accuracy" in result.metric
+        shown = [f"{names[k]} {v * 100:.1f}%" if percent else f"{names[k]} {v:.6g}"
+                 for k, v in result.scores.items()]
+        click.echo(f"  {result.metric}: " + ", ".join(shown))
 
 
 @cli.command(name="boards")

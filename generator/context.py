@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from . import __version__
+from . import golden
 from .golden import GoldenVectors
 from .model_source import byte_array_body, c_type, value_array_body
 from .pipeline import Prepared
@@ -80,6 +81,11 @@ def build_context(prepared: Prepared, name: str) -> dict:
         "outputs": [tensor_context(t) for t in report.outputs],
         "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
         "golden": {"count": prepared.golden.count, "source": prepared.golden.source},
+        "tolerance": {
+            "integer_steps": golden.INTEGER_TOLERANCE_STEPS,
+            "float_abs": f"{golden.FLOAT_ABS_TOLERANCE!r}f",
+            "float_rel": f"{golden.FLOAT_REL_TOLERANCE!r}f",
+        },
     }
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .boards import Board
+from .analyze import ModelReport
+from .arena import plan_arena
+from .boards import Board, board_ids, get_board, target_names
 from .errors import TinygenError
+from .resolver import load_table, resolve
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,37 @@ def require_fit(result: Fit) -> None:
         f"'{result.board.id}'): not enough {' and '.join(too_big)}. Needed: {result.summary()}.",
         hint="Quantize to int8, shrink the model, or pick a larger board (`tinygen boards`).",
     )
+
+
+@dataclass(frozen=True)
+class BoardFit:
+    """One row of `inspect`'s per-board table."""
+
+    fit: Fit | None  # None when the board's TFLite-Micro lacks one of the model's operators
+    unsupported: str  # the error message in that case
+
+    def to_dict(self) -> dict:
+        if self.fit is None:
+            return {"ok": False, "unsupported": self.unsupported}
+        f = self.fit
+        return {"ok": f.ok, "arena_bytes": f.arena_bytes,
+                "flash_needed_bytes": f.flash_needed, "flash_available_bytes": f.board["flash_bytes"],
+                "ram_needed_bytes": f.ram_needed, "ram_available_bytes": f.board["ram_bytes"]}
+
+
+def fit_every_board(report: ModelReport, arena_min_bytes: int) -> dict[tuple[str, str], BoardFit]:
+    """(target, board id) -> fit, for every board in the catalog. The host arena minimum is
+    measured once; each board adds its own kernels' scratch and checks its own op table."""
+    rows = {}
+    for target in target_names():
+        for board_id in board_ids(target):
+            board = get_board(target, board_id)
+            try:
+                resolve(report, load_table(board["op_table"]))
+            except TinygenError as exc:
+                rows[target, board_id] = BoardFit(fit=None, unsupported=exc.message)
+                continue
+            arena = plan_arena(report, arena_min_bytes, board["kernels"])
+            rows[target, board_id] = BoardFit(fit=fit(board, report.model_bytes, arena.arena_bytes),
+                                              unsupported="")
+    return rows

@@ -17,6 +17,26 @@ from .tflm_host import HostRuntime
 
 GOLDEN_SAMPLES = 3
 
+# How far a deployment's outputs may differ from the host's TFLite-Micro and still count as
+# the same result. Integer outputs: one quantization step, because optimized kernels
+# (CMSIS-NN, esp-nn) round some intermediate products differently from the reference
+# kernels. Float outputs: compilers and FPUs fuse multiply-adds differently. The firmware's
+# self-test and `tinygen verify` both use these numbers.
+INTEGER_TOLERANCE_STEPS = 1
+FLOAT_ABS_TOLERANCE = 1e-4
+FLOAT_REL_TOLERANCE = 1e-3
+
+
+def within_tolerance(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Element-wise: does `got` count as the same output as `want`?"""
+    if np.issubdtype(want.dtype, np.floating):
+        want64, got64 = want.astype(np.float64), got.astype(np.float64)
+        close = np.abs(got64 - want64) <= FLOAT_ABS_TOLERANCE + FLOAT_REL_TOLERANCE * np.abs(want64)
+        return close | (np.isnan(want64) & np.isnan(got64))
+    if want.dtype == np.bool_:
+        return got == want
+    return np.abs(got.astype(np.int64) - want.astype(np.int64)) <= INTEGER_TOLERANCE_STEPS
+
 
 @dataclass
 class GoldenVectors:
@@ -30,13 +50,22 @@ class GoldenVectors:
 
 
 def to_tensor_dtype(samples: np.ndarray, tensor: TensorInfo) -> np.ndarray:
-    """Float samples -> the input tensor's type, quantizing with its scale/zero point."""
+    """Float samples -> the input tensor's type, quantizing with its scale/zero point
+    (what the firmware's model_set_input() does)."""
     dtype = np.dtype(tensor.numpy_dtype)
     if np.issubdtype(dtype, np.integer) and tensor.scale:
         info = np.iinfo(dtype)
         q = np.round(samples / tensor.scale) + tensor.zero_point
         return np.clip(q, info.min, info.max).astype(dtype)
     return samples.astype(dtype)
+
+
+def to_float(values: np.ndarray, tensor: TensorInfo) -> np.ndarray:
+    """A tensor's values as floats, dequantized with its scale/zero point (what the
+    firmware's model_get_output() does)."""
+    if np.issubdtype(values.dtype, np.integer) and tensor.scale:
+        return (values.astype(np.float64) - tensor.zero_point) * tensor.scale
+    return values.astype(np.float64)
 
 
 def make_golden(report: ModelReport, runtime: HostRuntime, arena_bytes: int,

@@ -39,6 +39,8 @@ class Prepared:
     arena: ArenaPlan
     fit: Fit
     golden: GoldenVectors | None
+    loaded: load.LoadedModel  # the Keras model too, for `verify`
+    samples: list[np.ndarray] | None  # the calibration data, float32, one array per input
 
 
 def prepare(model_path: str | Path, target: str, board_id: str | None = None,
@@ -82,7 +84,8 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
 
     return Prepared(model_path=model_path, model_kind=kind, loader=loaded.loader, quantize=quantize,
                     tflite=tflite, report=report, board=board, resolution=resolution, arena=arena,
-                    fit=fit(board, report.model_bytes, arena.arena_bytes), golden=golden)
+                    fit=fit(board, report.model_bytes, arena.arena_bytes), golden=golden,
+                    loaded=loaded, samples=samples)
 
 
 def _input_specs(loaded: load.LoadedModel) -> list[calibration.InputSpec]:

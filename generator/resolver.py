@@ -87,8 +87,8 @@ def _unsupported(report: ModelReport, table: OpTable, op: str) -> TinygenError:
     return TinygenError(
         f"The model uses operator {op}{_layer_hint(report, op)}, which TFLite-Micro as pinned "
         f"by this target ({table.description}) does not implement.",
-        hint="Replace the Keras layer that produces it with supported ones "
-        "(see `tinygen ops` for the list), or choose another target.",
+        hint="Replace the Keras layer that produces it with supported ones, or choose another "
+        "target: `tinygen inspect MODEL` lists every board whose TFLite-Micro can run the model.",
     )
 
 

@@ -112,3 +112,30 @@ def test_model_too_big_for_board_is_refused(models, tmp_path, monkeypatch):
         require_fit(fit(board, model_bytes=300_000, arena_bytes=1000))
     with pytest.raises(TinygenError, match="not enough RAM"):
         require_fit(fit(board, model_bytes=1000, arena_bytes=70_000))
+
+
+def test_inspect_fit_table_covers_every_board(tmp_path):
+    """Every catalog board gets a row with its own arena; a board whose pinned TFLite-Micro
+    lacks an operator says so instead of a fit."""
+    import keras
+
+    from generator import boards
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.ops.min(keras.layers.Dense(4)(inputs), axis=-1, keepdims=True))
+    model.save(tmp_path / "min.keras")
+    result = run("inspect", "--json", "--quantize", "none", str(tmp_path / "min.keras"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert "MIN" in " ".join(data["ops"])  # REDUCE_MIN
+    rows = {(row["target"], row["board"]): row for row in data["boards"]}
+    assert set(rows) == {(t, b) for t in boards.target_names() for b in boards.board_ids(t)}
+    assert rows["esp-idf", "esp32s3"]["arena_bytes"] == data["arena_bytes"]  # inspect's default board
+    assert rows["zephyr", "nrf52840dk"]["arena_bytes"] == data["arena_min_bytes"]  # CMSIS-NN: host minimum
+    assert rows["zephyr", "nrf52840dk"]["ok"]
+    chirale = rows["arduino", "nano33ble"]  # TFLite-Micro of 2023-01: no REDUCE_MIN yet
+    assert not chirale["ok"] and "REDUCE_MIN" in chirale["unsupported"]
+
+    table = run("inspect", "--quantize", "none", str(tmp_path / "min.keras")).stdout
+    assert "Every board" in table and "estimates" in table
+    assert re.search(r"arduino\s+nano33ble .* no: .*REDUCE_MIN", table)
