@@ -1,6 +1,7 @@
 """The whole flow in one place: model file -> everything a project or a report needs.
 
-    load -> convert (Keras only) -> analyze -> resolve ops -> measure arena -> golden vectors
+    load + convert (Keras and SavedModel only, in a child process) -> analyze -> resolve ops
+    -> measure arena -> golden vectors
 
 `new` and `inspect` both call `prepare`; rendering and printing happen elsewhere.
 """
@@ -17,6 +18,7 @@ from . import calibration, load
 from .analyze import ModelReport, analyze
 from .arena import ArenaPlan, measure_arena_min, plan_arena
 from .boards import Board, get_board
+from .convert_process import convert_in_child
 from .errors import TinygenError
 from .fit import Fit, fit
 from .golden import GoldenVectors, make_golden
@@ -39,7 +41,7 @@ class Prepared:
     arena: ArenaPlan
     fit: Fit
     golden: GoldenVectors | None
-    loaded: load.LoadedModel  # the Keras model too, for `verify`
+    input_specs: list[calibration.InputSpec]  # the model's inputs as the user feeds them
     samples: list[np.ndarray] | None  # the calibration data, float32, one array per input
 
 
@@ -49,7 +51,6 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
     board = get_board(target, board_id)  # unknown target/board fails before any work
     model_path = Path(model_path)
     kind = load.model_kind(model_path)
-    samples: list[np.ndarray] | None = None
 
     if kind == "tflite":
         if quantize not in (None, "as-is"):
@@ -58,22 +59,18 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
                 "to Keras models and SavedModels only.",
                 hint="Drop --quantize, or pass the Keras model instead.")
         loaded = load.load_model(model_path)
-        tflite, quantize = loaded.tflite_bytes, "as-is"
+        tflite, quantize, loader = loaded.tflite_bytes, "as-is", loaded.loader
+        report = analyze(tflite)
+        specs = [calibration.InputSpec(t.name, tuple(t.shape)) for t in report.inputs]
     else:
         quantize = quantize or "int8"
         progress(f"Loading {model_path} ...")
-        loaded = load.load_model(model_path)
-        specs = _input_specs(loaded)
-        if calibration_path is not None:
-            samples = calibration.load_samples(calibration_path, specs)
-        from .convert import convert
-
-        tflite = convert(loaded, quantize, samples, progress)
-
-    report = analyze(tflite)
-    if kind == "tflite" and calibration_path is not None:
-        samples = calibration.load_samples(calibration_path, [
-            calibration.InputSpec(t.name, tuple(t.shape)) for t in report.inputs])
+        converted = convert_in_child(model_path, quantize,
+                                     Path(calibration_path) if calibration_path is not None else None,
+                                     progress)
+        tflite, loader, specs = converted.tflite, converted.loader, converted.input_specs
+        report = analyze(tflite)
+    samples = calibration.load_samples(calibration_path, specs) if calibration_path is not None else None
     resolution = resolve(report, load_table(board["op_table"]))
 
     with HostRuntime(tflite) as runtime:
@@ -82,13 +79,7 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
         arena = plan_arena(report, arena_min, board["kernels"])
         golden = make_golden(report, runtime, arena.arena_bytes, samples) if with_golden else None
 
-    return Prepared(model_path=model_path, model_kind=kind, loader=loaded.loader, quantize=quantize,
+    return Prepared(model_path=model_path, model_kind=kind, loader=loader, quantize=quantize,
                     tflite=tflite, report=report, board=board, resolution=resolution, arena=arena,
                     fit=fit(board, report.model_bytes, arena.arena_bytes), golden=golden,
-                    loaded=loaded, samples=samples)
-
-
-def _input_specs(loaded: load.LoadedModel) -> list[calibration.InputSpec]:
-    from .convert import input_specs
-
-    return input_specs(loaded)
+                    input_specs=specs, samples=samples)

@@ -87,7 +87,7 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
     report = prepared.report
     labels = None
     if eval_path is not None:
-        inputs, labels = calibration.load_eval_data(eval_path, _input_specs(prepared))
+        inputs, labels = calibration.load_eval_data(eval_path, prepared.input_specs)
         inputs_from = f"evaluation data '{Path(eval_path).name}'"
     elif prepared.samples:
         inputs, inputs_from = prepared.samples, "the calibration data"
@@ -99,9 +99,9 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
     count = len(inputs[0])
 
     keras_out, keras_note = None, ""
-    if prepared.loaded.kind == "keras":
+    if prepared.model_kind == "keras":
         progress(f"Running {count} samples through the Keras model ...")
-        keras_out = _run_keras(prepared, inputs)
+        keras_out = _run_keras(prepared.model_path, inputs)
     else:
         keras_note = ("the input is a .tflite file" if prepared.model_kind == "tflite"
                       else "a SavedModel's outputs cannot be matched to the TFLite outputs by order")
@@ -149,16 +149,12 @@ def failure_error(result: Verification) -> TinygenError:
         hint="Rerun with TINYGEN_DEBUG=1 and report it with the model; do not deploy this build.")
 
 
-def _input_specs(prepared: Prepared) -> list[calibration.InputSpec]:
-    if prepared.loaded.kind in ("keras", "saved_model"):
-        from .convert import input_specs
+def _run_keras(model_path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The original model's float outputs, (samples, elements) per output. Loaded here, in
+    this process: only `verify` needs the Keras model itself (conversion ran in a child)."""
+    from . import load
 
-        return input_specs(prepared.loaded)
-    return [calibration.InputSpec(t.name, tuple(t.shape)) for t in prepared.report.inputs]
-
-
-def _run_keras(prepared: Prepared, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    model = prepared.loaded.keras_model
+    model = load.load_model(model_path).keras_model
     with capture_native_output():
         outputs = model.predict(inputs[0] if len(inputs) == 1 else inputs, batch_size=64, verbose=0)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]

@@ -218,3 +218,25 @@ def test_fuzzed_tflite_never_crashes_the_cli(models, tmp_path):
     print(f"fuzz: 1000 cases, {outcomes['ok']} inspected, {outcomes['clean error']} clean errors, "
           f"{outcomes['crash']} crashes")
     assert outcomes["crash"] == 0
+
+
+def test_converter_crash_is_a_clean_error(models, tmp_path, monkeypatch):
+    """TensorFlow's converter is native code (2.21 segfaults calibrating some LSTM/GRU
+    models): it runs in a child process, and its death is one clear message, nothing written.
+    The crash is simulated: every child Python started with this sitecustomize segfaults."""
+    from click.testing import CliRunner
+
+    from generator.cli import cli as tinygen
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(tinygen, ["new", "--target", "esp-idf", "--output", str(out), "--calibration-data",
+                                          str(models["mlp"].calibration), str(models["mlp"].source)])
+    assert result.exit_code == 1, result.output
+    assert "TensorFlow crashed (signal SIGSEGV)" in result.output
+    assert "--quantize none" in result.output  # the hint
+    assert "Traceback" not in result.output
+    assert not out.exists()
