@@ -14,6 +14,7 @@ from the arena (esp-nn, Helium CMSIS-NN) get their scratch added, computed per l
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,7 +53,15 @@ def align(size: int) -> int:
 
 
 def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = lambda _: None) -> int:
-    """Smallest arena (multiple of 16 bytes) in which allocation and one inference succeed."""
+    """Smallest arena (multiple of 16 bytes) in which allocation and one inference succeed.
+
+    Every probe creates an interpreter (tens of ms for a large model), so the search starts
+    from the allocator's own total on a huge arena: the arena must hold at least what the
+    allocator finally uses, so that total is a lower bound (often the answer; for some
+    models the planner's data in the head during AllocateTensors needs more). The bound is
+    checked by a probe, never assumed, and the result is always a size that was seen to work
+    with the next 16-byte step down seen to fail.
+    """
     probes = 0
 
     def works(size: int) -> bool:
@@ -60,16 +69,19 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
         probes += 1
         return runtime.try_arena(size)["ok"]
 
-    low, high = 0, FIRST_PROBE  # invariant once found: `low` fails, `high` works
-    if not works(high):
-        # A too-small arena does not always fail with an allocation message (a kernel's
-        # Prepare may just see a null buffer), so ask once with the largest arena whether
-        # the model can run at all before searching.
-        answer = runtime.try_arena(LARGEST_ARENA)
-        if not answer["ok"]:
-            raise _cannot_run(answer)
-        while not works(high):
-            low, high = high, high * 2
+    # A too-small arena does not always fail with an allocation message (a kernel's Prepare
+    # may just see a null buffer), so first ask whether the model can run at all.
+    answer = runtime.try_arena(LARGEST_ARENA, allocations=True)
+    probes += 1
+    if not answer["ok"]:
+        raise _cannot_run(answer)
+    total = allocator_total(answer["log"])
+    low, high = 0, FIRST_PROBE  # invariant once found: `low` fails (0 trivially), `high` works
+    growth = 2.0  # no usable bound: double from FIRST_PROBE
+    if total and not works(align(total) - ALIGNMENT):
+        low, high, growth = align(total) - ALIGNMENT, align(total), 1.25  # the minimum is near
+    while not works(high):
+        low, high = high, align(int(high * growth))
     while high - low > ALIGNMENT:
         middle = align((low + high) // 2)
         if middle >= high:
@@ -81,6 +93,12 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
     progress(f"Measured tensor arena: {high:,} bytes minimum on the TFLite-Micro runtime "
              f"({runtime_version()}, {probes} probes)")
     return high
+
+
+def allocator_total(log: str) -> int | None:
+    """The 'Arena allocation total N bytes' of TFLite-Micro's RecordingMicroAllocator report."""
+    match = re.search(r"Arena allocation total (\d+) bytes", log)
+    return int(match.group(1)) if match else None
 
 
 def _cannot_run(answer: dict) -> TinygenError:

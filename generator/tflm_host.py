@@ -85,9 +85,10 @@ class HostRuntime:
             return {"ok": False, "crashed": True, "error": f"the runtime process died (exit code {code})"}
         return json.loads(line)
 
-    def try_arena(self, arena_bytes: int) -> dict:
-        """Allocate tensors in an arena of `arena_bytes` and run one inference on zeros."""
-        return self._request({"cmd": "try", "arena": arena_bytes})
+    def try_arena(self, arena_bytes: int, allocations: bool = False) -> dict:
+        """Allocate tensors in an arena of `arena_bytes` and run one inference on zeros.
+        With `allocations`, the log also holds the allocator's report (print_allocations)."""
+        return self._request({"cmd": "try", "arena": arena_bytes, "allocations": allocations})
 
     def run(self, arena_bytes: int, inputs: list[np.ndarray], output_count: int) -> list[np.ndarray]:
         """Run each sample (axis 0 of every input array) and return outputs stacked the same way."""
@@ -134,6 +135,8 @@ def _child_main(model_path: str) -> None:
             interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(request["arena"]))
             if request["cmd"] == "try":
                 _invoke_on_zeros(interpreter)
+                if request.get("allocations"):
+                    interpreter.print_allocations()  # to stderr, i.e. the parent's log
                 answer = {"ok": True}
             else:
                 _run_samples(interpreter, request["inputs"], request["outputs"],
