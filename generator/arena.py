@@ -52,7 +52,8 @@ def align(size: int) -> int:
     return (size + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = lambda _: None) -> int:
+def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = lambda _: None,
+                      quantization: str | None = None) -> int:
     """Smallest arena (multiple of 16 bytes) in which allocation and one inference succeed.
 
     Every probe creates an interpreter (tens of ms for a large model), so the search starts
@@ -60,7 +61,8 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
     allocator finally uses, so that total is a lower bound (often the answer; for some
     models the planner's data in the head during AllocateTensors needs more). The bound is
     checked by a probe, never assumed, and the result is always a size that was seen to work
-    with the next 16-byte step down seen to fail.
+    with the next 16-byte step down seen to fail. `quantization` (the model's, from
+    `analyze`) only sharpens the error when the model cannot run at all.
     """
     probes = 0
 
@@ -74,7 +76,7 @@ def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = la
     answer = runtime.try_arena(LARGEST_ARENA, allocations=True)
     probes += 1
     if not answer["ok"]:
-        raise _cannot_run(answer)
+        raise _cannot_run(answer, quantization)
     total = allocator_total(answer["log"])
     low, high = 0, FIRST_PROBE  # invariant once found: `low` fails (0 trivially), `high` works
     growth = 2.0  # no usable bound: double from FIRST_PROBE
@@ -101,23 +103,26 @@ def allocator_total(log: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _cannot_run(answer: dict) -> TinygenError:
+# Quantizations the converter produces but TFLite-Micro's kernels cannot run.
+UNRUNNABLE_QUANTIZATION_HINTS = {
+    "float16": "TFLite-Micro has no float16 kernels (its DEQUANTIZE takes no float16 weights): "
+               "use --quantize int8 (smallest and fastest) or none.",
+    "dynamic": "TFLite-Micro's kernels do not run dynamic-range (hybrid: float activations, int8 "
+               "weights) models: use --quantize int8 (smallest and fastest) or none.",
+}
+
+
+def _cannot_run(answer: dict, quantization: str | None) -> TinygenError:
     if answer.get("crashed"):
         return TinygenError("The TFLite-Micro runtime crashed loading this model "
                             f"({answer['error']}); the model is corrupt or uses a feature "
                             "TFLite-Micro cannot handle.")
     said = log_tail(answer["log"])
-    hint = None
-    if "DEQUANTIZE" in said and "kTfLiteInt8" in said:
-        hint = ("TFLite-Micro's DEQUANTIZE kernel does not take float16; float16-weight models "
-                "cannot run on it. Use --quantize int8 (smallest and fastest) or none.")
-    elif "hybrid" in said.lower() or "kTfLiteFloat32" in said:
-        hint = ("TFLite-Micro kernels do not run dynamic-range (hybrid) models; use --quantize "
-                "int8 or none.")
     return TinygenError(
         f"TFLite-Micro cannot run this model, even with a {LARGEST_ARENA // 2**20} MB arena: "
         + answer["error"] + "."
-        + (f"\nTFLite-Micro said:\n{said}" if said else ""), hint=hint)
+        + (f"\nTFLite-Micro said:\n{said}" if said else ""),
+        hint=UNRUNNABLE_QUANTIZATION_HINTS.get(quantization or ""))
 
 
 def plan_arena(report: ModelReport, arena_min_bytes: int, kernels: str) -> ArenaPlan:

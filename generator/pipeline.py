@@ -75,7 +75,7 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
 
     with HostRuntime(tflite) as runtime:
         progress("Measuring the tensor arena on the TFLite-Micro runtime ...")
-        arena_min = measure_arena_min(runtime, progress)
+        arena_min = measure_arena_min(runtime, progress, report.quantization)
         arena = plan_arena(report, arena_min, board["kernels"])
         golden = make_golden(report, runtime, arena.arena_bytes, samples) if with_golden else None
 

@@ -84,6 +84,7 @@ def bad_inputs(tmp_path_factory, models):
 
     wide = keras.Sequential([keras.Input((512,)), keras.layers.Dense(512)])
     (folder / "wide.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+    wide.save(folder / "wide.keras")  # big enough that dynamic-range really quantizes it
 
     np.save(folder / "cal_wrong_shape.npy", np.zeros((4, 7), np.float32))
     np.save(folder / "cal_strings.npy", np.array([["a"] * 10] * 4))
@@ -113,6 +114,8 @@ CASES = [
     ("calibration unreadable", ["new", "--target", "esp-idf", "--calibration-data", "{bad}/cal_garbage.npy", "{mlp}"], "Could not read calibration data"),
     ("unknown board", ["new", "--target", "zephyr", "--board", "nrf52840", "{mlp}"], "Did you mean 'nrf52840dk'"),
     ("unknown target", ["new", "--target", "mbed", "{mlp}"], "Invalid value for '--target'"),
+    ("float16 model", ["new", "--target", "esp-idf", "--quantize", "float16", "{bad}/wide.keras"], "no float16 kernels"),
+    ("dynamic-range model", ["new", "--target", "esp-idf", "--quantize", "dynamic", "{bad}/wide.keras"], "do not run dynamic-range"),
     ("too big for board", ["new", "--target", "zephyr", "--board", "qemu_cortex_m3", "{bad}/wide.tflite"], "does not fit"),
     ("output is a file", ["new", "--target", "esp-idf", "--output", "{bad}/empty.tflite", "{mlp}"], "Cannot write to output directory"),
 ]
