@@ -70,6 +70,9 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
                                      progress)
         tflite, loader, specs = converted.tflite, converted.loader, converted.input_specs
         report = analyze(tflite)
+        if quantize == "dynamic" and report.quantization == "none":
+            progress("Note: --quantize dynamic left every weight float32 (the converter only "
+                     "quantizes weight tensors of 1,024 elements or more).")
     samples = calibration.load_samples(calibration_path, specs) if calibration_path is not None else None
     resolution = resolve(report, load_table(board["op_table"]))
 
