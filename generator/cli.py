@@ -54,11 +54,22 @@ def _board_help() -> str:
 
 
 def _quantize_help() -> str:
-    return ("Quantization for Keras models (ignored for .tflite, which is embedded as is). "
+    return ("Quantization for Keras models and SavedModels (a .tflite is embedded as is and "
+            "takes no --quantize). "
             + "; ".join(f"{k}: {v}" for k, v in QUANTIZATIONS.items()) + ". Default: int8.")
 
 
 _model_argument = click.argument("model", type=click.Path(path_type=Path))
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+
+
+def _analysis_target_options(what: str):
+    """--target/--board of the commands that analyse without generating (default esp-idf)."""
+    def decorate(command):
+        command = click.option("--board", default=None, help=_board_help())(command)
+        return click.option("--target", type=click.Choice(TARGETS), default="esp-idf", show_default=True,
+                            help=f"Target whose {what}.")(command)
+    return decorate
 _quantize_option = click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)),
                                 default=None, help=_quantize_help())
 _calibration_option = click.option(
@@ -120,15 +131,14 @@ def new(target, board, name, output_dir, quantize, calibration_data, force, mode
 
 
 @cli.command()
-@click.option("--target", type=click.Choice(TARGETS), default="esp-idf", show_default=True,
-              help="Target whose operator table and arena margin apply.")
-@click.option("--board", default=None, help=_board_help())
+@_analysis_target_options("operator table and arena margin apply")
 @_quantize_option
 @_calibration_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@_json_option
 @_model_argument
 def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
-    """Show MODEL's operators, tensors, arena and sizes (what `new` would emit)."""
+    """Show MODEL's operators, tensors, arena and sizes (what `new` would emit), then
+    whether it fits each board in the catalog."""
     from .analyze import report_to_dict
     from .fit import fit_every_board
     from .pipeline import prepare
@@ -188,21 +198,18 @@ def _print_board_table(every_board) -> None:
         f = row.fit
         flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
         ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
-        verdict = "yes" if f.ok else "no: " + " and ".join(
-            what for what, ok in (("flash", f.flash_ok), ("RAM", f.ram_ok)) if not ok)
+        verdict = "yes" if f.ok else "no: " + " and ".join(f.shortfalls)
         click.echo(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}  {verdict}")
 
 
 @cli.command()
-@click.option("--target", type=click.Choice(TARGETS), default="esp-idf", show_default=True,
-              help="Target whose arena is used on the TFLite-Micro runtime.")
-@click.option("--board", default=None, help=_board_help())
+@_analysis_target_options("arena is used on the TFLite-Micro runtime")
 @_quantize_option
 @_calibration_option
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None,
               help="Labelled inputs (.npz: `x` or one array per input name, and labels `y`): "
               "also prints each runtime's top-1 accuracy (classifier) or MSE (regressor).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@_json_option
 @_model_argument
 def verify(target, board, quantize, calibration_data, eval_data, as_json, model) -> None:
     """Run MODEL in Keras, the TFLite interpreter and TFLite-Micro and compare them.

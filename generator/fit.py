@@ -42,6 +42,11 @@ class Fit:
     def ok(self) -> bool:
         return self.flash_ok and self.ram_ok
 
+    @property
+    def shortfalls(self) -> list[str]:
+        """What there is not enough of: [], ["flash"], ["RAM"] or both."""
+        return [what for what, ok in (("flash", self.flash_ok), ("RAM", self.ram_ok)) if not ok]
+
     def summary(self) -> str:
         b = self.board
         return (f"flash {self.flash_needed:,} of {b['flash_bytes']:,} B (model {self.model_bytes:,} + "
@@ -59,10 +64,9 @@ def fit(board: Board, model_bytes: int, arena_bytes: int) -> Fit:
 def require_fit(result: Fit) -> None:
     if result.ok:
         return
-    too_big = [what for what, ok in (("flash", result.flash_ok), ("RAM", result.ram_ok)) if not ok]
     raise TinygenError(
         f"The model does not fit {result.board.name} ({result.board.target} board "
-        f"'{result.board.id}'): not enough {' and '.join(too_big)}. Needed: {result.summary()}.",
+        f"'{result.board.id}'): not enough {' and '.join(result.shortfalls)}. Needed: {result.summary()}.",
         hint="Quantize to int8, shrink the model, or pick a larger board (`tinygen boards`).",
     )
 
