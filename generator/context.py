@@ -24,6 +24,19 @@ def comment_safe(text: str) -> str:
     return cleaned.replace("*/", "*?")[:200]
 
 
+# Zephyr: TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS selects every part of the CMSIS-NN library
+# but LSTM (zephyr modules/tflite-micro/Kconfig); TFLite-Micro's CMSIS-NN LSTM kernel calls it.
+ZEPHYR_CMSIS_NN_KCONFIG_FOR_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "CONFIG_CMSIS_NN_LSTM"}
+
+
+def extra_kconfig(board, ops: list[str]) -> list[dict]:
+    """Kconfig symbols this model's operators need on this board, each with the reason."""
+    if board.target != "zephyr" or board["kernels"] != "cmsis-nn":
+        return []
+    return [{"symbol": symbol, "why": f"the model's {op} runs on CMSIS-NN's LSTM functions"}
+            for op, symbol in ZEPHYR_CMSIS_NN_KCONFIG_FOR_OPS.items() if op in ops]
+
+
 def tensor_context(tensor) -> dict:
     return {
         "name": comment_safe(tensor.name),
@@ -46,6 +59,7 @@ def build_context(prepared: Prepared, name: str) -> dict:
         "target": board.target,
         "board": {k: v for k, v in board.settings.items() if not isinstance(v, dict)} | {"id": board.id},
         "library_header": board.get("library_header") or "",
+        "extra_kconfig": extra_kconfig(board, report.ops),
         "model": {
             "source": comment_safe(prepared.model_path.name),
             "kind": prepared.model_kind,

@@ -79,9 +79,10 @@ def _crashed(model_path: Path, quantize: str, code: int, log: str) -> TinygenErr
         f"TensorFlow crashed ({how}) while loading or converting '{model_path}' with "
         f"--quantize {quantize}. This is a bug in TensorFlow's native converter, not in the model "
         "file; nothing was written." + (f"\nTensorFlow's last log lines:\n{tail}" if tail else ""),
-        hint="TensorFlow 2.21 is known to crash calibrating recurrent layers (LSTM/GRU) for int8: "
-        "try --quantize none, or convert to .tflite with another TensorFlow version and pass "
-        "that file to tinygen.")
+        hint="TensorFlow 2.21 crashes calibrating Keras 3 recurrent layers (LSTM/GRU) for int8. "
+        "Try --quantize none; or LSTM(..., unroll=True); or build the model with tf_keras (its "
+        "LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM op, much smaller) and pass the "
+        ".h5; or convert to .tflite with another TensorFlow version and pass that file.")
 
 
 # --- child side -----------------------------------------------------------------------

@@ -108,3 +108,16 @@ def test_zephyr_application_structure(generate, board):
     assert sample["common"]["harness_config"]["regex"] == ["tinygen self-test: PASS"]
     (test,) = sample["tests"].values()
     assert test["platform_allow"] == [prepared.board["zephyr_board"]]
+
+
+def test_cmsis_nn_lstm_kconfig_only_where_needed():
+    """Zephyr's CMSIS-NN kernel option leaves the CMSIS-NN LSTM functions out; a model with
+    the fused LSTM op on a CMSIS-NN board gets them, nothing else does."""
+    from generator.context import extra_kconfig
+
+    lstm = ["FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    (item,) = extra_kconfig(boards.get_board("zephyr", "nrf52840dk"), lstm)
+    assert item["symbol"] == "CONFIG_CMSIS_NN_LSTM"
+    assert extra_kconfig(boards.get_board("zephyr", "nrf52840dk"), ["FULLY_CONNECTED"]) == []
+    assert extra_kconfig(boards.get_board("zephyr", "qemu_cortex_m3"), lstm) == []  # reference kernels
+    assert extra_kconfig(boards.get_board("arduino", "nano33ble"), lstm) == []
