@@ -49,13 +49,19 @@ class GoldenVectors:
         return len(self.inputs[0])
 
 
+def round_half_away(values: np.ndarray) -> np.ndarray:
+    """C's roundf (and TFLite's TfLiteRound): halves away from zero. numpy's round takes
+    halves to even, which would differ from the firmware's model_set_input() by one step."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
 def to_tensor_dtype(samples: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     """Float samples -> the input tensor's type, quantizing with its scale/zero point
     (what the firmware's model_set_input() does)."""
     dtype = np.dtype(tensor.numpy_dtype)
     if np.issubdtype(dtype, np.integer) and tensor.scale:
         info = np.iinfo(dtype)
-        q = np.round(samples / tensor.scale) + tensor.zero_point
+        q = round_half_away(samples.astype(np.float32) / np.float32(tensor.scale)) + tensor.zero_point
         return np.clip(q, info.min, info.max).astype(dtype)
     return samples.astype(dtype)
 

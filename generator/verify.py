@@ -192,7 +192,8 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     dtype = np.dtype(details["dtype"])
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
-        return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+        quantized = golden.round_half_away(values.astype(np.float32) / np.float32(scale)) + zero_point
+        return np.clip(quantized, info.min, info.max).astype(dtype)
     return values.astype(dtype)
 
 

@@ -30,29 +30,42 @@ def expected_text(value: float) -> str:
     return f"{sign}{magnitude:.6f}" + (f"e+{exponent}" if exponent else "")
 
 
-def test_format_float_matches_printf_without_printf_float(generate, tmp_path):
+@pytest.fixture(scope="module")
+def core_source(generate) -> str:
+    project, _ = generate("mlp", "esp-idf", quantize="none")
+    return (project / "main" / "tinygen_model.cpp").read_text()
+
+
+def compile_fragment(tmp_path, source: str, function: str, prelude: str, main_body: str):
+    """Cut `function` out of the generated source, compile it alone with g++ (warnings are
+    errors) and return a runner: args -> output lines."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not on PATH")
-    project, _ = generate("mlp", "esp-idf", quantize="none")
-    source = (project / "main" / "tinygen_model.cpp").read_text()
-    function = re.search(r"^void FormatFloat\(.*?^}\n", source, re.S | re.M).group(0)
-    program = tmp_path / "format_float.cpp"
-    program.write_text(
-        "#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <stddef.h>\n"
-        + function
-        + "int main(int argc, char** argv) {\n"
-          "  for (int i = 1; i < argc; ++i) {\n"
-          "    char text[64];\n"
-          "    FormatFloat(strtof(argv[i], nullptr), text, sizeof(text));\n"
-          "    puts(text);\n"
-          "  }\n"
-          "}\n")
-    binary = tmp_path / "format_float"
+    code = re.search(rf"^[\w ]+ {function}\(.*?^}}\n", source, re.S | re.M).group(0)
+    program = tmp_path / f"{function}.cpp"
+    program.write_text("#include <math.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+                       "#include <stddef.h>\n" + prelude + code
+                       + "int main(int argc, char** argv) {\n" + main_body + "}\n")
+    binary = tmp_path / function
     build = subprocess.run(["g++", "-std=gnu++14", "-Wall", "-Wextra", "-Werror", "-O2", str(program),
                             "-o", str(binary)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(binary), *map(repr, VALUES)], capture_output=True, text=True, check=True)
-    got = run.stdout.splitlines()
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run([str(binary), *args], capture_output=True, text=True, check=True).stdout.splitlines()
+    return run
+
+
+def test_format_float_matches_python(core_source, tmp_path):
+    """The firmware prints floats by hand (no printf float support on small C libraries)."""
+    run = compile_fragment(tmp_path, core_source, "FormatFloat", "", """
+  for (int i = 1; i < argc; ++i) {
+    char text[64];
+    FormatFloat(strtof(argv[i], nullptr), text, sizeof(text));
+    puts(text);
+  }
+""")
+    got = run(*map(repr, VALUES))
     assert len(got) == len(VALUES)
     for value, text in zip(VALUES, got):
         want = expected_text(value)
@@ -64,3 +77,27 @@ def test_format_float_matches_printf_without_printf_float(generate, tmp_path):
             assert abs(float(mantissa) - float(want.split("e+")[0])) <= 2e-6, (value, text)
         else:
             assert abs(float(text) - float(want)) <= 1.5e-6, (value, text, want)
+
+
+def test_quantize_matches_the_golden_vectors_and_saturates(core_source, tmp_path):
+    """model_set_input()'s quantization must equal the host's (golden.to_tensor_dtype), and
+    saturate instead of overflowing for huge or NaN inputs."""
+    from generator.analyze import TensorInfo
+    from generator.golden import to_tensor_dtype
+
+    stand_in = "struct TfLiteTensor { struct { float scale; int32_t zero_point; } params; };\n"
+    run = compile_fragment(tmp_path, core_source, "Quantize", stand_in, """
+  TfLiteTensor tensor;
+  tensor.params.scale = strtof(argv[1], nullptr);
+  tensor.params.zero_point = atoi(argv[2]);
+  for (int i = 3; i < argc; ++i) printf("%d\\n", (int)Quantize(strtof(argv[i], nullptr), &tensor, -128, 127));
+""")
+    finite = [0.0, 0.05, -0.05, 1.0, -1.0, 2.3, 4.99, 5.02, -5.1, 1e12, -1e12, 3e9, 0.019608,
+              0.25, -0.25, 0.75, 1.25, -1.75]  # with scale 0.5: exact halves, rounded away from 0
+    for scale, zero_point in ((0.0392157, -3), (0.5, 0), (0.5, 7)):
+        got = [int(v) for v in run(repr(scale), str(zero_point), *map(repr, finite), "nan", "inf", "-inf")]
+        tensor = TensorInfo(index=0, name="x", shape=[len(finite)], dtype="INT8", scale=scale,
+                            zero_point=zero_point)
+        want = to_tensor_dtype(np.array(finite, np.float32), tensor).tolist()
+        assert got[:len(finite)] == want, (scale, zero_point)
+        assert got[len(finite):] == [-128, 127, -128]  # NaN -> lowest, +inf/-inf saturate
