@@ -100,7 +100,8 @@ def cli() -> None:
 @_quantize_option
 @_calibration_option
 @click.option("--force", is_flag=True,
-              help="Regenerate over an existing tinygen project; only files tinygen wrote are replaced.")
+              help="Regenerate over an existing tinygen project: only files tinygen wrote are "
+              "replaced; one you edited is kept, with the new version beside it as *.tinygen-new.")
 @_model_argument
 def new(target, board, name, output_dir, quantize, calibration_data, force, model) -> None:
     """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite)."""
@@ -108,7 +109,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, force, mode
     from .fit import require_fit
     from .naming import project_name
     from .pipeline import prepare
-    from .render import render_project
+    from .render import EDITED_SUFFIX, render_project
 
     project = project_name(name if name is not None else model.stem if model.suffix else model.name)
     if name is not None and project != name:
@@ -128,6 +129,8 @@ def new(target, board, name, output_dir, quantize, calibration_data, force, mode
     click.echo(f"  arena      {arena.arena_bytes:,} bytes ({arena.breakdown()})")
     click.echo(f"  fit        {prepared.fit.summary()}")
     click.echo(f"  build      cd {rendered.path} && {prepared.board['build_command'].format(id=prepared.board.id, **prepared.board.settings)}")
+    for kept in rendered.kept:
+        click.echo(f"  kept       {kept}: you edited it; tinygen's new version is {kept}{EDITED_SUFFIX}")
 
 
 @cli.command()

@@ -4,8 +4,10 @@ The target's cookiecutter template (templates/<target>/) renders into a temporar
 directory beside the destination; the shared firmware core (generator/firmware/*.j2) is
 rendered into the target's firmware folder; then the finished tree is moved into place.
 A failure at any point leaves nothing behind. An existing project is only replaced when
-`force` is given, and then only files tinygen generated (listed in its manifest) are
-replaced or removed; anything else in the folder is the user's and is left alone.
+`force` is given, and then only files tinygen generated (listed with their hashes in its
+manifest) are replaced or removed; anything else in the folder is the user's and is left
+alone. A generated file the user has edited since (its hash differs) is the user's too: it
+is kept, and the new version is written beside it as `<file>.tinygen-new`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ FIRMWARE_CORE = ("model_data.h", "model_data.cpp", "model_ops.h", "model_ops.cpp
                  "golden_vectors.cpp", "tinygen_platform.h")
 
 
+EDITED_SUFFIX = ".tinygen-new"
+
+
 @dataclass
 class RenderedProject:
     path: Path
     files: list[str]  # relative paths, sorted
+    kept: list[str]  # generated files the user had edited: kept, new version beside them
 
 
 def template_dir(target_template: str) -> Path:
@@ -64,9 +70,15 @@ def render_project(context: dict, blobs: dict[str, str], template: str, firmware
         project = _render_cookiecutter(template_dir(template), context, staging)
         _render_firmware_core(context, blobs, project / firmware_dir)
         files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
-        _write_manifest(project, files)
+        manifest = {f: _sha256(project / f) for f in files}
+        kept: list[str] = []
         if previous is not None:
             _check_collisions(destination, previous, files)
+            kept = [f for f in files if f in previous and _edited(destination / f, previous[f])]
+            for f in kept:  # the user's version stays; tinygen's goes beside it
+                os.replace(project / f, project / (f + EDITED_SUFFIX))
+                manifest[f + EDITED_SUFFIX] = manifest[f]
+        _write_manifest(project, manifest)
         _move_into_place(project, destination, previous)
     except OSError as exc:
         raise TinygenError(f"Writing the project to '{destination}' failed: {exc}.") from None
@@ -74,11 +86,12 @@ def render_project(context: dict, blobs: dict[str, str], template: str, firmware
         shutil.rmtree(staging, ignore_errors=True)
         if created_output_dir and not destination.exists():
             shutil.rmtree(output_dir, ignore_errors=True)
-    return RenderedProject(path=destination, files=files + [MANIFEST])
+    return RenderedProject(path=destination, files=files + [MANIFEST], kept=kept)
 
 
-def _check_destination(destination: Path, force: bool) -> set[str] | None:
-    """None for a fresh destination, else the files tinygen wrote there last time."""
+def _check_destination(destination: Path, force: bool) -> dict[str, str] | None:
+    """None for a fresh destination, else the files tinygen wrote there last time, each
+    with the SHA-256 it had when written."""
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         raise TinygenError(f"'{destination}' exists and is not a directory.")
     if not destination.exists() or not any(destination.iterdir()):
@@ -94,12 +107,22 @@ def _check_destination(destination: Path, force: bool) -> set[str] | None:
             f"'{destination}' is not a tinygen project (no {MANIFEST}); refusing to write into "
             "it even with --force.", hint="Choose an empty or new output folder.")
     try:
-        return set(json.loads(manifest.read_text(encoding="utf-8"))["files"])
-    except (ValueError, KeyError, OSError):
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        return {str(name): str(digest) for name, digest in files.items()}
+    except (ValueError, KeyError, OSError, AttributeError):
         raise TinygenError(f"'{manifest}' is unreadable; refusing to overwrite '{destination}'.") from None
 
 
-def _check_collisions(destination: Path, previous: set[str], files: list[str]) -> None:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _edited(path: Path, generated_sha256: str) -> bool:
+    """A generated file changed since tinygen wrote it (a deleted one is not kept)."""
+    return path.is_file() and _sha256(path) != generated_sha256
+
+
+def _check_collisions(destination: Path, previous: dict[str, str], files: list[str]) -> None:
     theirs = [f for f in files if f not in previous and (destination / f).exists()]
     if theirs:
         raise TinygenError(
@@ -138,13 +161,15 @@ def _render_firmware_core(context: dict, blobs: dict[str, str], folder: Path) ->
         (folder / name).write_text(text, encoding="utf-8", newline="\n")
 
 
-def _write_manifest(project: Path, files: list[str]) -> None:
-    entries = {f: hashlib.sha256((project / f).read_bytes()).hexdigest() for f in files}
+def _write_manifest(project: Path, entries: dict[str, str]) -> None:
+    """Every file tinygen wrote, with the SHA-256 of what it wrote (for a kept file: of the
+    version beside it), so a later --force can tell the user's edits from its own files."""
     (project / MANIFEST).write_text(
-        json.dumps({"generator": "tinygen", "files": entries}, indent=1) + "\n", encoding="utf-8")
+        json.dumps({"generator": "tinygen", "files": dict(sorted(entries.items()))}, indent=1) + "\n",
+        encoding="utf-8")
 
 
-def _move_into_place(project: Path, destination: Path, previous: set[str] | None) -> None:
+def _move_into_place(project: Path, destination: Path, previous: dict[str, str] | None) -> None:
     if previous is None:
         if destination.exists():
             destination.rmdir()  # empty (checked above)
@@ -156,7 +181,7 @@ def _move_into_place(project: Path, destination: Path, previous: set[str] | None
         target = destination / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(project / rel, target)
-    for rel in sorted(previous - new_files):
+    for rel in sorted(set(previous) - new_files):
         stale = destination / rel
-        if stale.is_file():
+        if stale.is_file() and not _edited(stale, previous[rel]):
             stale.unlink()

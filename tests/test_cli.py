@@ -79,13 +79,25 @@ def test_existing_project_needs_force_and_keeps_user_files(models, tmp_path):
     assert run(*args).returncode == 0
     project = tmp_path / "mlp_int8"
     (project / "notes.txt").write_text("mine")
-    (project / "main" / "main.cpp").write_text("// edited")
+    (project / "main" / "main.cpp").write_text("// my application")  # README: "put it here"
+    (project / "main" / "model_data.cpp").write_text("// stale")
+    (project / "main" / "model_data.cpp").unlink()  # a generated file the user deleted
     refused = run(*args)
     assert refused.returncode == 1 and "--force" in refused.stderr
-    assert (project / "main" / "main.cpp").read_text() == "// edited"
-    assert run(*args, "--force").returncode == 0
+    assert (project / "main" / "main.cpp").read_text() == "// my application"
+
+    forced = run(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
     assert (project / "notes.txt").read_text() == "mine"
-    assert "app_main" in (project / "main" / "main.cpp").read_text()
+    assert (project / "main" / "main.cpp").read_text() == "// my application"  # edited: kept
+    assert "app_main" in (project / "main" / "main.cpp.tinygen-new").read_text()
+    assert "kept       main/main.cpp" in forced.stdout
+    assert "g_model_data[]" in (project / "main" / "model_data.cpp").read_text()  # regenerated
+
+    again = run(*args, "--force")  # the edit stays the user's on every regeneration
+    assert again.returncode == 0, again.stderr
+    assert (project / "main" / "main.cpp").read_text() == "// my application"
+    assert "kept       main/main.cpp" in again.stdout
 
 
 @pytest.mark.parametrize("args, message", [
