@@ -8,6 +8,7 @@ non-batch dimensions) and flatbuffers whose offsets point outside the file.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -41,6 +42,14 @@ class TensorInfo:
     per_channel: bool = False
     is_constant: bool = False
     dynamic_axes: list[int] = field(default_factory=list)  # -1 in shape_signature, past batch
+    signature_name: str | None = None  # model inputs/outputs: the name in the serving signature
+                                       # (Keras input names; Keras 3 outputs are output_<i>)
+
+    @property
+    def display_name(self) -> str:
+        """What a user calls it: the Keras input name, 'Keras output <i>', else the tensor name."""
+        match = re.fullmatch(r"output_(\d+)", self.signature_name or "")
+        return f"Keras output {match.group(1)}" if match else self.signature_name or self.name
 
     @property
     def numpy_dtype(self) -> str:
@@ -52,8 +61,9 @@ class TensorInfo:
 
     def public(self) -> dict:
         """The fields `inspect --json` promises."""
-        return {"name": self.name, "shape": self.shape, "dtype": self.numpy_dtype or self.dtype.lower(),
-                "scale": self.scale, "zero_point": self.zero_point}
+        return {"name": self.name, "signature_name": self.signature_name, "shape": self.shape,
+                "dtype": self.numpy_dtype or self.dtype.lower(), "scale": self.scale,
+                "zero_point": self.zero_point}
 
 
 @dataclass
@@ -173,6 +183,7 @@ def _analyze(data: bytes) -> ModelReport:
     main = model.Subgraphs(0)
     inputs = [tensors[0][int(i)] for i in _numpy(main.InputsAsNumpy())]
     outputs = [tensors[0][int(i)] for i in _numpy(main.OutputsAsNumpy())]
+    _name_from_signature(model, inputs, outputs)
     _reject_unrunnable(tensors, inputs, main)
 
     used = {(info.op, info.custom_code) for info in operators}
@@ -241,6 +252,41 @@ def _options(op) -> dict:
         return {}
     obj = cls.InitFromBuf(table.Bytes, table.Pos)
     return {k: v for k, v in vars(obj).items() if isinstance(v, (int, float, bool))}
+
+
+def _name_from_signature(model, inputs: list[TensorInfo], outputs: list[TensorInfo]) -> None:
+    """Set `signature_name` from the first signature of subgraph 0 (the converter writes
+    `serving_default`), which names the model's inputs and outputs as the Keras model does."""
+    for s in range(model.SignatureDefsLength()):
+        signature = model.SignatureDefs(s)
+        if signature.SubgraphIndex() != 0:
+            continue
+        for tensors, count, entry in ((inputs, signature.InputsLength(), signature.Inputs),
+                                      (outputs, signature.OutputsLength(), signature.Outputs)):
+            by_index = {t.index: t for t in tensors}
+            for i in range(count):
+                item = entry(i)
+                if item.TensorIndex() in by_index and item.Name():
+                    by_index[item.TensorIndex()].signature_name = item.Name().decode("utf-8", "replace")
+        return
+
+
+def first_output(outputs: list[TensorInfo]) -> int:
+    """Position of the output a user calls the first: the signature's output_0 (the Keras
+    model's first output), else the first in the .tflite."""
+    return next((k for k, t in enumerate(outputs) if t.signature_name == "output_0"), 0)
+
+
+def positions(tensors: list[TensorInfo], names: list[str]) -> list[int]:
+    """For each Keras-side input/output name, its position among the model's `tensors`:
+    by signature name, or `output_<i>` for the i-th (Keras 3 names outputs that way).
+    Falls back to the same positions when the names do not all match (one tensor, or a
+    model converted without a signature)."""
+    by_name = {t.signature_name: k for k, t in enumerate(tensors) if t.signature_name}
+    found = [by_name.get(name, by_name.get(f"output_{i}")) for i, name in enumerate(names)]
+    if len(names) == len(tensors) and None not in found and len(set(found)) == len(found):
+        return found
+    return list(range(len(names)))
 
 
 def _reject_unrunnable(tensors: list[list[TensorInfo]], inputs: list[TensorInfo], main) -> None:

@@ -39,7 +39,8 @@ def extra_kconfig(board, ops: list[str]) -> list[dict]:
 
 def tensor_context(tensor) -> dict:
     return {
-        "name": comment_safe(tensor.name),
+        "name": comment_safe(tensor.display_name),
+        "tensor_name": comment_safe(tensor.name),
         "shape": tensor.shape,
         "shape_text": "[" + ", ".join(map(str, tensor.shape)) + "]",
         "dtype": tensor.numpy_dtype or tensor.dtype.lower(),

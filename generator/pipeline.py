@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from . import calibration, load
-from .analyze import ModelReport, analyze
+from .analyze import ModelReport, analyze, positions
 from .arena import ArenaPlan, measure_arena_min, plan_arena
 from .boards import Board, get_board
 from .convert_process import convert_in_child
@@ -41,7 +41,8 @@ class Prepared:
     arena: ArenaPlan
     fit: Fit
     golden: GoldenVectors | None
-    input_specs: list[calibration.InputSpec]  # the model's inputs as the user feeds them
+    input_specs: list[calibration.InputSpec]  # the inputs as the user names them, in the
+                                              # .tflite's order (report.inputs)
     samples: list[np.ndarray] | None  # the calibration data, float32, one array per input
 
 
@@ -68,8 +69,12 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
         converted = convert_in_child(model_path, quantize,
                                      Path(calibration_path) if calibration_path is not None else None,
                                      progress)
-        tflite, loader, specs = converted.tflite, converted.loader, converted.input_specs
+        tflite, loader = converted.tflite, converted.loader
         report = analyze(tflite)
+        # The converter may order a multi-input model's inputs differently from Keras: from
+        # here on everything is in the .tflite's order, matched by name.
+        order = positions(report.inputs, [spec.name for spec in converted.input_specs])
+        specs = [spec for _, spec in sorted(zip(order, converted.input_specs), key=lambda p: p[0])]
         if quantize == "dynamic" and report.quantization == "none":
             progress("Note: --quantize dynamic left every weight float32 (the converter only "
                      "quantizes weight tensors of 1,024 elements or more).")

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from . import calibration, golden
-from .analyze import TensorInfo
+from .analyze import TensorInfo, first_output, positions
 from .capture import capture_native_output
 from .errors import TinygenError
 from .pipeline import Prepared
@@ -101,7 +101,7 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
     keras_out, keras_note = None, ""
     if prepared.model_kind == "keras":
         progress(f"Running {count} samples through the Keras model ...")
-        keras_out = _run_keras(prepared.model_path, inputs)
+        keras_out = _run_keras(prepared, inputs)
     else:
         keras_note = ("the input is a .tflite file" if prepared.model_kind == "tflite"
                       else "a SavedModel's outputs cannot be matched to the TFLite outputs by order")
@@ -127,11 +127,12 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
     tflite_vs_tflm = _difference(tflm_float, tflite_float, scales=[p[0] for p in tflite_params])
 
     metric, scores = None, {}
-    if labels is not None:
-        metric, score = _metric(labels, tflite_float[0])
-        scores = {"tflite": score(tflite_float[0]), "tflm": score(tflm_float[0])}
+    if labels is not None:  # labels are for the model's first output
+        first = first_output(report.outputs)
+        metric, score = _metric(labels, tflite_float[first])
+        scores = {"tflite": score(tflite_float[first]), "tflm": score(tflm_float[first])}
         if keras_vs_tflite is not None:
-            scores = {"keras": score(keras_out[0])} | scores
+            scores = {"keras": score(keras_out[first])} | scores
     return Verification(samples=count, inputs_from=inputs_from, arena_bytes=prepared.arena.arena_bytes,
                         keras_vs_tflite=keras_vs_tflite, keras_note=keras_note,
                         tflite_vs_tflm=tflite_vs_tflm, metric=metric, scores=scores)
@@ -149,16 +150,21 @@ def failure_error(result: Verification) -> TinygenError:
         hint="Rerun with TINYGEN_DEBUG=1 and report it with the model; do not deploy this build.")
 
 
-def _run_keras(model_path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The original model's float outputs, (samples, elements) per output. Loaded here, in
-    this process: only `verify` needs the Keras model itself (conversion ran in a child)."""
+def _run_keras(prepared: Prepared, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The original model's float outputs, (samples, elements) each, in the .tflite's output
+    order. Loaded here, in this process: only `verify` needs the Keras model itself
+    (conversion ran in a child). Inputs go in by name, outputs are matched by signature."""
     from . import load
 
-    model = load.load_model(model_path).keras_model
+    model = load.load_model(prepared.model_path).keras_model
+    feed = {spec.name: arr for spec, arr in zip(prepared.input_specs, inputs)}
     with capture_native_output():
-        outputs = model.predict(inputs[0] if len(inputs) == 1 else inputs, batch_size=64, verbose=0)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return [np.asarray(o, dtype=np.float64).reshape(len(inputs[0]), -1) for o in outputs]
+        outputs = model.predict(feed if len(feed) > 1 else inputs[0], batch_size=64, verbose=0)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    flat = [np.asarray(o, dtype=np.float64).reshape(len(inputs[0]), -1) for o in outputs]
+    names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(flat))])
+    order = positions(prepared.report.outputs, names[:len(flat)])
+    return [arr for _, arr in sorted(zip(order, flat), key=lambda p: p[0])]
 
 
 def _run_tflite_interpreter(model: bytes, input_tensors: list[TensorInfo], output_tensors: list[TensorInfo],
