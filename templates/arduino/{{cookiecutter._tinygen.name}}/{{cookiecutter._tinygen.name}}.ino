@@ -19,10 +19,15 @@
 
 void setup() {
   Serial.begin(115200);
-  // Native-USB boards: give the Serial Monitor up to 3 s to connect so the self-test
-  // result is not lost; boards without a monitor attached start anyway.
-  while (!Serial && millis() < 3000) {
+{%- if cookiecutter._tinygen.board.serial_wait_ms %}
+  // Native-USB boards: give the Serial Monitor up to {{ cookiecutter._tinygen.board.serial_wait_ms }} ms to connect so the
+  // self-test result is not lost; boards without a monitor attached start anyway.
+  while (!Serial && millis() < {{ cookiecutter._tinygen.board.serial_wait_ms }}) {
   }
+{%- else %}
+  // No wait for the Serial Monitor here: model_setup() calls tflite::InitializeTarget(),
+  // which in this TFLite-Micro library waits up to 4 s for it.
+{%- endif %}
   if (tinygen::model_setup()) {
     tinygen::model_self_test();
   }
