@@ -7,14 +7,20 @@ Kernel families (the `kernels` key of each board in boards.yaml):
   NodeAndRegistration 32 B vs 64 B) save more than CMSIS-NN's buffers take, so the
   64-bit host minimum is enough.
 - "esp-nn" (ESP32, ESP32-C3, ESP32-C6: esp-nn's generic optimized C, the default
-  CONFIG_NN_OPTIMIZED): only SOFTMAX requests scratch (`esp_nn_get_softmax_scratch_size_opt`
-  = width * 4 bytes); LOGISTIC keeps a 256-byte lookup table.
+  CONFIG_NN_OPTIMIZED): esp-tflite-micro's esp_nn kernels (add, conv, depthwise_conv,
+  fully_connected, mul, pooling, softmax; tensorflow/lite/micro/kernels/esp_nn/) ask esp-nn
+  for scratch in conv, depthwise_conv and softmax Prepare(); the generic versions return 0
+  for both convolutions and width * 4 bytes for SOFTMAX (`esp_nn_get_softmax_scratch_size_opt`).
+  Their persistent data (per-channel multipliers, op data) is the reference kernels' own,
+  which the host measurement already holds (on the host with 64-bit structs, larger).
 - "esp-nn-esp32s3" (ESP32-S3 assembly kernels): CONV_2D and DEPTHWISE_CONV_2D request
   scratch for padded/re-laid-out inputs and filters. The formulas below are UPPER BOUNDS
   of espressif/esp-nn's `esp_nn_get_conv_scratch_size_esp32s3` and
   `esp_nn_get_depthwise_conv_scratch_size_esp32s3` (src/convolution/*_esp32s3.c): every
   branch's terms are added, channel counts rounded up to 16, so a newer esp-nn that
-  shuffles branches still fits.
+  shuffles branches still fits. (Checked term by term against the s8 conv version: 1x1
+  branch `in_w*in_h*ch8 + ch8*out_ch + 16*ch8 + 32`, general branch
+  `(in_w+2*pad_w)*(in_h+2*pad_h)*in_ch + f_w*f_h*ch16*out_ch + out_ch*4 + 32`.)
 
 A scratch buffer lives only while its operator runs, and at that moment the live
 activations are at most the host's peak, so the margin is the largest single scratch
@@ -79,8 +85,6 @@ def _esp_nn_generic(report: ModelReport, op: OperatorInfo) -> tuple[int, int]:
     if op.op == "SOFTMAX":
         shape = _shape(report, op, 0)
         return (shape[-1] * 4 if shape else 0), 0
-    if op.op == "LOGISTIC":
-        return 0, 256
     return 0, 0
 
 

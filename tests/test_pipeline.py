@@ -143,3 +143,13 @@ def test_target_margins_follow_the_kernels(generate):
     assert any("CONV_2D" in line for line in s3.arena.scratch_detail)
     with HostRuntime(s3.tflite) as runtime:  # the larger arena still works, of course
         assert runtime.try_arena(s3.arena.arena_bytes)["ok"]
+
+
+def test_generic_esp_nn_adds_only_softmax_scratch(generate):
+    """ESP32/C3/C6 (esp-nn's generic C): the convolutions ask for no scratch; SOFTMAX asks
+    width * 4 bytes (esp_nn_get_softmax_scratch_size_opt), plus 16 for alignment."""
+    _, mlp = generate("mlp", "esp-idf", "esp32")  # FULLY_CONNECTED + SOFTMAX over 4 classes
+    assert mlp.arena.scratch_bytes == 4 * 4 + 16
+    _, cnn = generate("cnn", "esp-idf", "esp32c3")  # CONV_2D too: still only the softmax's
+    assert cnn.arena.scratch_bytes == 3 * 4 + 16
+    assert [line.split(":")[0].split()[-1] for line in cnn.arena.scratch_detail] == ["SOFTMAX"]
