@@ -31,6 +31,12 @@ NUMPY_DTYPES = {
 }
 
 
+# Bits per element of each tensor type (TfLiteTypeGetSize; int4 is packed two to a byte).
+ELEMENT_BITS = {"FLOAT32": 32, "FLOAT16": 16, "FLOAT64": 64, "INT32": 32, "UINT32": 32, "INT64": 64,
+                "UINT64": 64, "INT16": 16, "UINT16": 16, "INT8": 8, "UINT8": 8, "BOOL": 8, "INT4": 4,
+                "COMPLEX64": 64, "RESOURCE": 0, "STRING": 0}
+
+
 @dataclass
 class TensorInfo:
     index: int
@@ -41,13 +47,18 @@ class TensorInfo:
     zero_point: int | None = None
     per_channel: bool = False
     is_constant: bool = False
+    is_variable: bool = False  # state kept across inferences (allocated in the arena's tail)
     dynamic_axes: list[int] = field(default_factory=list)  # -1 in shape_signature, past batch
     signature_name: str | None = None  # model inputs/outputs: the name in the serving signature
                                        # (Keras input names; Keras 3 outputs are output_<i>)
+    keras_name: str | None = None  # outputs of a converted Keras model: the Keras output name
 
     @property
     def display_name(self) -> str:
-        """What a user calls it: the Keras input name, 'Keras output <i>', else the tensor name."""
+        """What a user calls it: the Keras name, the signature name ('Keras output <i>' for a
+        Keras 3 output whose name is unknown), else the tensor name."""
+        if self.keras_name:
+            return self.keras_name
         match = re.fullmatch(r"output_(\d+)", self.signature_name or "")
         return f"Keras output {match.group(1)}" if match else self.signature_name or self.name
 
@@ -59,9 +70,15 @@ class TensorInfo:
     def element_count(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
 
+    @property
+    def byte_size(self) -> int:
+        """Bytes of its data (what TFLite-Micro allocates for a non-constant tensor)."""
+        return (self.element_count * ELEMENT_BITS.get(self.dtype, 32) + 7) // 8
+
     def public(self) -> dict:
         """The fields `inspect --json` promises."""
-        return {"name": self.name, "signature_name": self.signature_name, "shape": self.shape,
+        return {"name": self.name, "signature_name": self.signature_name,
+                "display_name": self.display_name, "shape": self.shape,
                 "dtype": self.numpy_dtype or self.dtype.lower(), "scale": self.scale,
                 "zero_point": self.zero_point}
 
@@ -90,6 +107,42 @@ class ModelReport:
     parameter_count: int
     weights_bytes: int
     quantization: str  # inferred: "int8", "int16x8", "float16", "dynamic", "none"
+
+    @property
+    def quantization_label(self) -> str:
+        """The quantization as users read it: 'int8', or e.g. 'int8 (float32 input/output)'
+        for a full-integer model whose boundary tensors have other types."""
+        if self.quantization not in ("int8", "int16x8"):
+            return self.quantization
+        core = {"int8": {"int8", "uint8"}, "int16x8": {"int16"}}[self.quantization]
+
+        def others(tensors: list[TensorInfo]) -> str:
+            return "/".join(sorted({t.numpy_dtype or t.dtype.lower() for t in tensors} - core))
+
+        ins, outs = others(self.inputs), others(self.outputs)
+        parts = ([f"{ins} input/output"] if ins and ins == outs
+                 else [f"{ins} input"] * bool(ins) + [f"{outs} output"] * bool(outs))
+        return f"{self.quantization} ({', '.join(parts)})" if parts else self.quantization
+
+    @property
+    def state(self) -> str:
+        """What the model keeps from one inference to the next: "none"; "variables" (variable
+        tensors, e.g. an LSTM's, which MicroInterpreter::Reset() restores); or "resource
+        variables" (VAR_HANDLE, e.g. a streaming model, set by a CALL_ONCE initializer that
+        no pinned TFLite-Micro runs again)."""
+        if any(op.op == "VAR_HANDLE" for op in self.operators):
+            return "resource variables"
+        if any(t.is_variable for graph in self.tensors for t in graph):
+            return "variables"
+        return "none"
+
+    def name_outputs(self, keras_names: list[str]) -> None:
+        """Give each output its Keras name: the converter calls Keras output i 'output_i' in
+        the signature (Keras 3), or by the name itself (tf_keras)."""
+        for position, name in enumerate(keras_names):
+            for tensor in self.outputs:
+                if tensor.signature_name in (f"output_{position}", name):
+                    tensor.keras_name = name
 
     @property
     def tensor_count(self) -> int:
@@ -199,7 +252,7 @@ def _analyze(data: bytes) -> ModelReport:
         outputs=outputs,
         parameter_count=parameter_count,
         weights_bytes=weights_bytes,
-        quantization=_infer_quantization(tensors, inputs),
+        quantization=_infer_quantization(tensors, operators),
     )
 
 
@@ -229,7 +282,8 @@ def _tensor_info(tensor, index: int, buffer_sizes: list[int], data: bytes) -> Te
         raise TinygenError(f"The TFLite flatbuffer is corrupt: tensor {index} uses buffer "
                            f"{buffer} of {len(buffer_sizes)}.")
     info = TensorInfo(index=index, name=(tensor.Name() or b"").decode("utf-8", "replace"),
-                      shape=shape, dtype=dtype, is_constant=buffer > 0 and buffer_sizes[buffer] > 0)
+                      shape=shape, dtype=dtype, is_constant=buffer > 0 and buffer_sizes[buffer] > 0,
+                      is_variable=bool(tensor.IsVariable()))
     quant = tensor.Quantization()
     if quant is not None and quant.ScaleLength() > 0:
         _check_length(quant.ScaleLength(), data, "quantization scale")
@@ -277,19 +331,24 @@ def first_output(outputs: list[TensorInfo]) -> int:
     return next((k for k, t in enumerate(outputs) if t.signature_name == "output_0"), 0)
 
 
-def positions(tensors: list[TensorInfo], names: list[str]) -> list[int]:
-    """For each Keras-side input/output name, its position among the model's `tensors`:
-    by signature name, or `output_<i>` for the i-th (Keras 3 names outputs that way).
-    Falls back to the same positions when the names do not all match (one tensor, or a
+def in_model_order(tensors: list[TensorInfo], names: list[str], items: list) -> list:
+    """`items` given in Keras order (one per name in `names`), reordered to the model's
+    `tensors`: matched by signature name, or `output_<i>` for the i-th (Keras 3 names
+    outputs that way). Kept as they are when the names do not all match (one tensor, or a
     model converted without a signature)."""
     by_name = {t.signature_name: k for k, t in enumerate(tensors) if t.signature_name}
     found = [by_name.get(name, by_name.get(f"output_{i}")) for i, name in enumerate(names)]
-    if len(names) == len(tensors) and None not in found and len(set(found)) == len(found):
-        return found
-    return list(range(len(names)))
+    if len(names) != len(tensors) or None in found or len(set(found)) != len(found):
+        return list(items)
+    return [item for _, item in sorted(zip(found, items), key=lambda pair: pair[0])]
 
 
 def _reject_unrunnable(tensors: list[list[TensorInfo]], inputs: list[TensorInfo], main) -> None:
+    if main.InputsLength() == 0 or main.OutputsLength() == 0:
+        raise TinygenError("The TFLite model's main subgraph declares no "
+                           + ("inputs" if main.InputsLength() == 0 else "outputs")
+                           + "; the firmware would have nothing to feed or read.",
+                           hint="Re-export the model with the TFLite converter.")
     for t in (t for graph in tensors for t in graph):
         if t.dtype == "STRING":
             raise TinygenError(f"Tensor '{t.name}' has type string; TFLite-Micro has no string "
@@ -303,16 +362,32 @@ def _reject_unrunnable(tensors: list[list[TensorInfo]], inputs: list[TensorInfo]
                 hint="Re-export the model with a fixed input shape.")
 
 
-def _infer_quantization(tensors: list[list[TensorInfo]], inputs: list[TensorInfo]) -> str:
-    all_tensors = [t for graph in tensors for t in graph]
-    weights = {t.dtype for t in all_tensors if t.is_constant}
-    activations = {t.dtype for t in all_tensors if not t.is_constant}
+# Operators that only change a tensor's type at the model's boundary.
+BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _infer_quantization(tensors: list[list[TensorInfo]], operators: list[OperatorInfo]) -> str:
+    """From the tensors the operators compute with: their inputs and outputs, leaving out a
+    float model input that only a QUANTIZE reads and a float output only a DEQUANTIZE writes
+    (the converter's default full-integer model has both), and the placeholder tensors an
+    int8 LSTM lists as `intermediates` (float, no data, never computed)."""
+    weights, activations = set(), set()
+    for op in operators:
+        graph = tensors[op.subgraph]
+        inputs = [graph[i] for i in op.inputs if i >= 0]
+        outputs = [graph[i] for i in op.outputs if i >= 0]
+        if op.op == "QUANTIZE":
+            inputs = [t for t in inputs if t.is_constant]  # the float side is the boundary
+        elif op.op == "DEQUANTIZE":
+            outputs = []
+        for t in inputs + outputs:
+            (weights if t.is_constant else activations).add(t.dtype)
     if "FLOAT16" in weights:
         return "float16"
-    if "FLOAT32" not in activations and "INT16" in activations and "INT8" in weights:
-        return "int16x8"
     if "FLOAT32" not in activations and ({"INT8", "UINT8"} & activations):
-        return "int8"
+        return "int8"  # an int8 LSTM keeps its cell state in int16: still int8
+    if "FLOAT32" not in activations and "INT16" in activations and "INT8" in weights:
+        return "int16x8"  # int16 activations throughout, int8 weights
     if {"INT8", "UINT8"} & weights and "FLOAT32" in activations:
         return "dynamic"
     return "none"
@@ -323,6 +398,7 @@ def report_to_dict(report: ModelReport) -> dict:
         "model_bytes": report.model_bytes,
         "sha256": report.sha256,
         "quantization": report.quantization,
+        "quantization_label": report.quantization_label,
         "ops": report.ops,
         "custom_ops": report.custom_ops,
         "inputs": [t.public() for t in report.inputs],

@@ -1,15 +1,16 @@
-"""Stage 4a: the tensor arena, measured on the real TFLite-Micro allocator.
+"""Stage 4a: the tensor arena, for the board: simulated for its pinned library and kernels,
+checked against the real TFLite-Micro allocator on the host.
 
-`measure_arena_min` bisects (16-byte steps) for the smallest arena in which
-`AllocateTensors` *and* one `Invoke` succeed on the host runtime. The allocator's own
-"total" is not used: for small models it is hundreds of bytes below what really works
-(planner data sits in the arena's head while tensors are allocated).
+`measure_arena_min` bisects (16-byte steps) for the smallest arena in which `AllocateTensors`
+*and* one `Invoke` succeed on the host runtime (the `tflite-micro` wheel: 64-bit, reference
+kernels, the newest TFLite-Micro). No board runs that: each pins another TFLite-Micro version
+and other kernels, on a 32-bit core. So the arena a board gets is `allocator.simulate`'s, for
+its library (data/libraries.yaml) and kernel family (scratch.py), whose memory plan is the
+one the host runtime makes (checked on every model: `check_plan`).
 
-The host minimum is then made right for the target by `target_arena_bytes`: 32-bit
-targets need less than the 64-bit host (smaller structs) so the host minimum is safe for
-reference and CMSIS-NN kernels on Cortex-M3/M4/M7; optimized kernels that take scratch
-from the arena (esp-nn, Helium CMSIS-NN) get their scratch added, computed per layer by
-`scratch.py`.
+`host_arena` maps a board's arena to the host: the host minimum plus (or minus) the board
+arena's distance from the board's simulated need. `verify` runs the firmware's side with it,
+so an arena below what the board needs fails there too.
 """
 
 from __future__ import annotations
@@ -18,38 +19,63 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from .allocator import Simulation, libraries, simulate
 from .analyze import ModelReport
 from .errors import TinygenError
-from .scratch import kernel_scratch_bytes
+from .planner import ALIGNMENT, Buffer, align, plan, tensor_buffers
+from .scratch import requests as kernel_requests
 from .tflm_host import HostRuntime, log_tail, runtime_version
 
-ALIGNMENT = 16  # the firmware declares the arena alignas(16); sizes are multiples of it
 FIRST_PROBE = 2048
 LARGEST_ARENA = 64 * 1024 * 1024
 
 
 @dataclass
 class ArenaPlan:
-    """What the firmware gets: `arena_bytes` = host minimum + the target kernels' scratch."""
+    """What the firmware gets: the board's simulated need plus the library's margin."""
 
-    arena_min_bytes: int  # smallest working arena on the host runtime
-    scratch_bytes: int  # extra the target's optimized kernels take from the arena
-    scratch_detail: list[str]  # one line per layer that needs scratch, for the report
-    kernels: str  # kernel family of the target (see boards.yaml)
-    runtime: str  # tflite-micro wheel version the minimum was measured with
+    arena_min_bytes: int  # smallest working arena on the host runtime (64-bit, reference kernels)
+    host: dict[str, int]  # the host runtime's allocation report (`host_allocations`)
+    simulation: Simulation  # the board's need, computed for its library and kernels
+    margin_bytes: int  # the library's documented margin (data/libraries.yaml), usually 0
+    runtime: str  # tflite-micro wheel version the host minimum was measured with
 
     @property
     def arena_bytes(self) -> int:
-        return align(self.arena_min_bytes + self.scratch_bytes)
+        return align(self.simulation.arena_bytes + self.margin_bytes)
+
+    @property
+    def kernels(self) -> str:
+        return self.simulation.kernels
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Largest scratch buffer the board's kernels ask for (one layer at a time)."""
+        return max((r.bytes for r in self.simulation.requests if not r.persistent), default=0)
+
+    @property
+    def host_arena_bytes(self) -> int:
+        """This arena as the host runtime needs it: the host minimum, moved by as much as the
+        emitted arena differs from the board's simulated need."""
+        return self.arena_min_bytes + (self.arena_bytes - align(self.simulation.arena_bytes))
+
+    @property
+    def detail(self) -> list[str]:
+        """Per-layer lines for `inspect` and the generated header: each kernel request, the
+        tail's parts and the moment that sets the size."""
+        sim = self.simulation
+        lines = [r.describe() for r in sim.requests]
+        lines += [f"tail: {name} {size:,} B" for name, size in sim.tail_parts.items() if size]
+        lines.append(f"head (memory plan): {sim.head_bytes:,} B; the largest moment: "
+                     f"{sim.binding_phase} ({max(sim.phases.values()):,} B)")
+        return lines
 
     def breakdown(self) -> str:
-        """E.g. 'measured minimum 4,496 + 7,920 esp-nn-esp32s3 scratch'."""
-        scratch = f" + {self.scratch_bytes:,} {self.kernels} scratch" if self.scratch_bytes else ""
-        return f"measured minimum {self.arena_min_bytes:,}{scratch}"
-
-
-def align(size: int) -> int:
-    return (size + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        """E.g. 'head 4,496 + tail 2,112 B for chirale-2.0.0/cmsis-nn-2022-dsp (host runtime: 4,640)'."""
+        margin = f" + {self.margin_bytes:,} B margin" if self.margin_bytes else ""
+        return (f"head {self.simulation.head_bytes:,} + tail {self.simulation.tail_bytes:,} B{margin}, "
+                f"simulated for {libraries()[self.simulation.library]['name']} with {self.kernels} "
+                f"kernels; the host runtime needs {self.arena_min_bytes:,} B")
 
 
 def measure_arena_min(runtime: HostRuntime, progress: Callable[[str], None] = lambda _: None,
@@ -125,7 +151,36 @@ def _cannot_run(answer: dict, quantization: str | None) -> TinygenError:
         hint=UNRUNNABLE_QUANTIZATION_HINTS.get(quantization or ""))
 
 
-def plan_arena(report: ModelReport, arena_min_bytes: int, kernels: str) -> ArenaPlan:
-    scratch, detail = kernel_scratch_bytes(report, kernels)
-    return ArenaPlan(arena_min_bytes=arena_min_bytes, scratch_bytes=scratch,
-                     scratch_detail=detail, kernels=kernels, runtime=runtime_version())
+def host_allocations(runtime: HostRuntime) -> dict[str, int]:
+    """The host runtime's own allocation report on an ample arena: 'head' (its memory plan),
+    'tail', and each recorded category ('Persistent buffer data', ...) in bytes used."""
+    log = runtime.try_arena(LARGEST_ARENA, allocations=True).get("log", "")
+    found = {name: int(size) for name, size in re.findall(r"Arena allocation (head|tail) (\d+) bytes", log)}
+    found.update({name: int(size) for name, size in re.findall(r"'([^']+)' used (\d+) bytes", log)})
+    return found
+
+
+def plan_arena(report: ModelReport, arena_min_bytes: int, host: dict[str, int], library: str,
+               kernels: str) -> ArenaPlan:
+    persistent = host.get("Persistent buffer data", 0)
+    return ArenaPlan(arena_min_bytes=arena_min_bytes, host=host,
+                     simulation=simulate(report, library, kernels, persistent),
+                     margin_bytes=libraries()[library].get("margin_bytes", 0), runtime=runtime_version())
+
+
+def check_plan(report: ModelReport, host: dict[str, int]) -> None:
+    """The memory plan tinygen computes must be the one the host runtime makes for the same
+    buffers (its reference kernels' scratch included); else the simulation cannot be trusted
+    for this model, which is a bug to report, not a guess to ship."""
+    if "head" not in host:
+        return
+    scratch = [r for r in kernel_requests(report, "reference") if not r.persistent]
+    mine = plan(tensor_buffers(report) + [Buffer(align(r.bytes), r.op_index, r.op_index, "") for r in scratch])
+    # One subgraph: exactly the runtime's plan. Several: tinygen keeps the other subgraphs'
+    # tensors alive throughout, which may only cost more.
+    if mine.head_bytes != host["head"] and (len(report.tensors) == 1 or mine.head_bytes < host["head"]):
+        raise TinygenError(
+            f"tinygen's memory plan for this model ({mine.head_bytes:,} B) differs from the TFLite-Micro "
+            f"runtime's ({host['head']:,} B), so its arena for the board cannot be trusted.",
+            hint="Please report it with the model. Meanwhile the host runtime's minimum "
+            "(`tinygen inspect`: arena_min_bytes) plus 10% is a safe arena.")

@@ -38,6 +38,17 @@ def catalog() -> dict:
     return yaml.safe_load(text)
 
 
+@lru_cache(maxsize=None)
+def kernel_families() -> dict:
+    text = (resources.files("generator") / "data" / "kernels.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["families"]
+
+
+def kernel_family(name: str) -> dict:
+    """What data/kernels.yaml says of a kernel family (a board's `kernels`)."""
+    return kernel_families()[name]
+
+
 def target_names() -> list[str]:
     return list(catalog()["targets"])
 

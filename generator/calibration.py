@@ -23,17 +23,34 @@ class InputSpec:
     shape: tuple[int, ...]
 
 
-def load_samples(path: str | Path, inputs: list[InputSpec]) -> list[np.ndarray]:
+# Fewer samples than this calibrate int8 ranges poorly (the converter's documentation asks
+# for about 100 to 500 representative samples).
+FEW_CALIBRATION_SAMPLES = 32
+
+
+def read_calibration(path: str | Path) -> list[tuple[str, np.ndarray]]:
+    """The calibration file's arrays, checked for what needs no model: the file exists and
+    holds non-empty, finite, numeric arrays. Cheap: runs before TensorFlow is loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinygenError(f"Calibration data file '{path}' does not exist.",
+                           hint="Pass the .npy/.npz file of representative input samples.")
+    arrays = _read_arrays(path)
+    for key, arr in arrays:
+        _check_values(f"Calibration data '{path}' (array '{key}')", arr)
+    return arrays
+
+
+def load_samples(path: str | Path, inputs: list[InputSpec], notes: list[str] | None = None) -> list[np.ndarray]:
     """Read calibration samples: one float32 array of shape (N, *shape[1:]) per model input.
 
     `.npy`: one array, for a single-input model. `.npz`: one array per input, matched by
     input name, or by order when the names do not match; a single-array `.npz` is allowed
-    for a single-input model.
+    for a single-input model. `notes`, when given, collects warnings about the data (a lone
+    sample without its batch axis, a tiny set).
     """
     path = Path(path)
-    if not path.is_file():
-        raise TinygenError(f"Calibration data file '{path}' does not exist.")
-    arrays = _read_arrays(path)
+    arrays = read_calibration(path)
     if len(arrays) != len(inputs):
         raise TinygenError(
             f"Calibration data '{path}' holds {len(arrays)} array(s) but the model has "
@@ -45,7 +62,11 @@ def load_samples(path: str | Path, inputs: list[InputSpec]) -> list[np.ndarray]:
         ordered = [(spec.name, by_name[spec.name]) for spec in inputs]
     else:
         ordered = arrays
-    return [_check(path, key, arr, spec) for (key, arr), spec in zip(ordered, inputs)]
+    samples = [_check(path, key, arr, spec, notes) for (key, arr), spec in zip(ordered, inputs)]
+    if notes is not None and len(samples[0]) < FEW_CALIBRATION_SAMPLES:
+        notes.append(f"Calibration data '{path}' holds only {len(samples[0])} sample(s); int8 ranges "
+                     "calibrated on so few are likely to clip real inputs (100-500 typical).")
+    return samples
 
 
 def _read_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
@@ -66,27 +87,67 @@ def _read_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
     )
 
 
-def _check(path: Path, key: str, arr: np.ndarray, spec: InputSpec) -> np.ndarray:
-    where = f"Calibration data '{path}' (array '{key}', for input '{spec.name}')"
+def _check_values(where: str, arr: np.ndarray) -> None:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TinygenError(f"{where} has dtype {arr.dtype}; a numeric array is needed.")
     if arr.size == 0 or arr.ndim == 0:
         raise TinygenError(f"{where} is empty.", hint="Provide at least one sample (100-500 is typical).")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise TinygenError(f"{where} contains {bad} NaN or infinite value(s).",
+                           hint="Calibration needs real, finite input samples.")
+
+
+def _check(path: Path, key: str, arr: np.ndarray, spec: InputSpec, notes: list[str] | None = None,
+           what: str = "Calibration data") -> np.ndarray:
+    where = f"{what} '{path}' (array '{key}', for input '{spec.name}')"
+    _check_values(where, arr)
     sample_shape = tuple(spec.shape[1:])
     if tuple(arr.shape[1:]) != sample_shape:
         if tuple(arr.shape) == sample_shape:
             arr = arr[np.newaxis]  # a single sample without the batch axis
+            if notes is not None:
+                notes.append(f"{where} has shape {sample_shape}, one sample without the batch "
+                             "axis; it is used as 1 sample. Save an array of shape (N, "
+                             f"{', '.join(map(str, sample_shape))}) to calibrate on N samples.")
         else:
             raise TinygenError(
                 f"{where} has shape {tuple(arr.shape)}; the model expects samples of shape "
                 f"{sample_shape}, i.e. an array of shape (N, {', '.join(map(str, sample_shape))}).",
             )
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise TinygenError(f"{where} contains {bad} NaN or infinite value(s).",
-                           hint="Calibration needs real, finite input samples.")
-    return arr
+    return arr.astype(np.float32)
+
+
+# Data whose values span less than this share of a quantized input's range, or of which more
+# than OUTSIDE_SHARE saturates it, is scaled unlike the data the model was calibrated on.
+NARROW_SHARE = 0.1
+OUTSIDE_SHARE = 0.01
+
+
+def range_warnings(what: str, samples: list[np.ndarray], tensors: list) -> list[str]:
+    """Warnings for data far from what a quantized model's inputs represent: the input
+    tensor's scale and zero point were calibrated on the training data, so values that
+    saturate it, or use a sliver of it, are scaled differently (e.g. 0-255 vs 0-1)."""
+    notes = []
+    for arr, tensor in zip(samples, tensors):
+        if not tensor.scale or tensor.numpy_dtype not in ("int8", "uint8", "int16"):
+            continue
+        info = np.iinfo(tensor.numpy_dtype)
+        low = (int(info.min) - tensor.zero_point) * tensor.scale
+        high = (int(info.max) - tensor.zero_point) * tensor.scale
+        half_step = tensor.scale / 2
+        outside = float(np.mean((arr < low - half_step) | (arr > high + half_step)))
+        span = float(arr.max() - arr.min())
+        shown = f"[{low:.4g}, {high:.4g}]"
+        if outside > OUTSIDE_SHARE:
+            notes.append(f"{what}: {outside:.0%} of the values for input '{tensor.display_name}' lie "
+                         f"outside {shown}, the range its quantization represents; they saturate. "
+                         "Is the data scaled like the model's training data?")
+        elif span < NARROW_SHARE * (high - low):
+            notes.append(f"{what}: the values for input '{tensor.display_name}' span {span:.4g}, "
+                         f"{span / (high - low):.1%} of {shown}, the range its quantization "
+                         "represents. Is the data scaled like the model's training data?")
+    return notes
 
 
 LABEL_KEYS = ("y", "labels", "label")
@@ -118,7 +179,7 @@ def load_eval_data(path: str | Path, inputs: list[InputSpec]) -> tuple[list[np.n
             f"Evaluation data '{path}' has no array for input(s) {', '.join(missing)} "
             f"(arrays: {', '.join(arrays) or 'none'}).",
             hint="Key the inputs `x` (one-input model) or by input name, and the labels `y`.")
-    samples = [_check(path, spec.name, arrays[spec.name], spec) for spec in inputs]
+    samples = [_check(path, spec.name, arrays[spec.name], spec, what="Evaluation data") for spec in inputs]
     if labels.ndim == 0 or len(labels) != len(samples[0]):
         raise TinygenError(f"Evaluation data '{path}' has {labels.size if labels.ndim == 0 else len(labels)} "
                            f"label(s) for {len(samples[0])} input sample(s); one label row per sample is needed.")

@@ -1,8 +1,10 @@
 """The `tinygen` command line: thin Click commands over the library functions.
 
-Every user-fixable failure is a TinygenError, turned into one message and exit code 1 here;
-anything else is reported as an internal error (exit 3) without a traceback unless
-TINYGEN_DEBUG=1.
+Exit codes, for CI jobs to gate on: 0 done; 1 a user-fixable error (a TinygenError or a bad
+option value: one message, no traceback) or a negative verdict (the model does not fit or
+cannot run on the board asked about, `verify` found a deployment bug); 2 a malformed command
+line (unknown option, missing argument); 3 an internal error in tinygen (the traceback with
+TINYGEN_DEBUG=1); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import click
 from . import __version__, boards
 from .convert import QUANTIZATIONS
 from .errors import TinygenError
+from .progress import TerminalProgress
 
 TARGETS = boards.target_names()
 
 
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
+def _progress() -> TerminalProgress:
+    return TerminalProgress(sys.stderr)
 
 
 class TinygenGroup(click.Group):
@@ -34,6 +37,9 @@ class TinygenGroup(click.Group):
             if exc.hint:
                 click.echo(f"Hint: {exc.hint}", err=True)
             ctx.exit(1)
+        except click.BadParameter as exc:  # a wrong value is the user's error like any other
+            exc.exit_code = 1
+            raise
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
@@ -99,94 +105,139 @@ def cli() -> None:
               show_default=True, help="Folder in which the project folder is created.")
 @_quantize_option
 @_calibration_option
+@click.option("--labels", "labels_path", type=click.Path(path_type=Path), default=None,
+              help="Class names of the model's first output, one per line in output order: the "
+              "firmware gets kLabels[] and model_top1(). Default: the labels a .tflite carries "
+              "in its metadata, if any.")
 @click.option("--force", is_flag=True,
-              help="Regenerate over an existing tinygen project: only files tinygen wrote are "
-              "replaced; one you edited is kept, with the new version beside it as *.tinygen-new.")
+              help="Regenerate over a project tinygen made: its own files are rewritten (a copy of "
+              "any you edited is kept as *.user-backup); your application files are never touched.")
 @_model_argument
-def new(target, board, name, output_dir, quantize, calibration_data, force, model) -> None:
+def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, model) -> None:
     """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite)."""
     from .context import build_context, golden_arrays, model_array
     from .fit import require_fit
     from .naming import project_name
     from .pipeline import prepare
-    from .render import EDITED_SUFFIX, render_project
+    from .render import check_destination, render_project
 
+    progress = _progress()
     project = project_name(name if name is not None else model.stem if model.suffix else model.name)
     if name is not None and project != name:
-        _progress(f"Project name '{name}' is used as '{project}' (letters, digits, '_' and '-' only).")
-    prepared = prepare(model, target, board, quantize, calibration_data, progress=_progress)
+        progress(f"Project name '{name}' is used as '{project}' (letters, digits, '_' and '-' only).")
+    check_destination(output_dir / project, force)  # before any slow work
+    prepared = prepare(model, target, board, quantize, calibration_data, progress=progress,
+                       labels_path=labels_path)
+    prepared.require_resolution()
     require_fit(prepared.fit)
     context = build_context(prepared, project)
     blobs = {"model_array": model_array(prepared), "golden_arrays": golden_arrays(prepared.golden)}
-    rendered = render_project(context, blobs, prepared.board["template"],
-                              prepared.board["firmware_dir"], output_dir, force)
+    rendered = render_project(context, blobs, prepared.board["template"], output_dir, force)
 
-    report, arena = prepared.report, prepared.arena
-    click.echo(f"Created {rendered.path} ({len(rendered.files)} files) for {prepared.board.name}.")
-    click.echo(f"  model      {report.model_bytes:,} bytes, {report.quantization}, "
+    report, arena, resolution = prepared.report, prepared.arena, prepared.resolution
+    click.echo(f"{'Updated' if rendered.regenerated else 'Created'} {rendered.path} for {prepared.board.name}: "
+               f"{len(rendered.written)} file(s) written, {len(rendered.unchanged)} unchanged.")
+    click.echo(f"  model      {report.model_bytes:,} bytes, {report.quantization_label}, "
                f"{report.parameter_count:,} parameters, sha256 {report.sha256[:12]}")
-    click.echo(f"  operators  {prepared.resolution.size}: {', '.join(report.ops + report.custom_ops)}")
+    click.echo(f"  operators  {resolution.size}: {', '.join(report.ops + report.custom_ops)}")
     click.echo(f"  arena      {arena.arena_bytes:,} bytes ({arena.breakdown()})")
     click.echo(f"  fit        {prepared.fit.summary()}")
+    click.echo(f"  arena in   {prepared.fit.placement}")
+    if prepared.labels:
+        click.echo(f"  labels     {len(prepared.labels)}: {', '.join(prepared.labels[:8])}"
+                   + (", ..." if len(prepared.labels) > 8 else ""))
+    click.echo(f"  your code  {', '.join(rendered.user_files)} (tinygen never rewrites these)")
     click.echo(f"  build      cd {rendered.path} && {prepared.board['build_command'].format(id=prepared.board.id, **prepared.board.settings)}")
-    for kept in rendered.kept:
-        click.echo(f"  kept       {kept}: you edited it; tinygen's new version is {kept}{EDITED_SUFFIX}")
+    for original, backup in rendered.backups:
+        click.echo(f"  backup     {original} is tinygen's and was regenerated; your edited copy is {backup}")
+    if prepared.warnings:
+        click.echo(f"  warnings   {len(prepared.warnings)} (above)")
 
 
 @cli.command()
-@_analysis_target_options("operator table and arena margin apply")
+@_analysis_target_options("operator table, arena and fit are checked (exit code 1 if the model "
+                          "cannot run on or does not fit its board)")
 @_quantize_option
 @_calibration_option
 @_json_option
 @_model_argument
-def inspect(target, board, quantize, calibration_data, as_json, model) -> None:
-    """Show MODEL's operators, tensors, arena and sizes (what `new` would emit), then
-    whether it fits each board in the catalog."""
-    from .analyze import report_to_dict
-    from .fit import fit_every_board
+@click.pass_context
+def inspect(ctx, target, board, quantize, calibration_data, as_json, model) -> None:
+    """Show MODEL's operators, tensors, arena and sizes (what `new` would emit), then whether
+    it fits each board in the catalog. Exits 1 when it cannot run on, or does not fit, the
+    board asked about (default: the target's default board), so CI can gate on it."""
+    from .fit import deployability, fit_every_board
     from .pipeline import prepare
 
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
-                       progress=_progress)
+                       progress=_progress(), allow_unsupported=True)
+    every_board = fit_every_board(prepared.report, prepared.arena, prepared.emitted_bytes)
+    verdict = deployability(prepared)
+    if as_json:
+        click.echo(json.dumps(_inspection(prepared, every_board, verdict), indent=2))
+    else:
+        _print_inspection(prepared, every_board, verdict)
+    if not verdict["ok"]:
+        click.echo(f"Error: {verdict['reason']}", err=True)
+        ctx.exit(1)
+
+
+def _inspection(prepared, every_board, verdict) -> dict:
+    from .analyze import report_to_dict
+
     report, arena, fit = prepared.report, prepared.arena, prepared.fit
-    data = report_to_dict(report) | {
-        "target": target,
+    resolution = prepared.resolution
+    return report_to_dict(report) | {
+        "target": prepared.board.target,
         "board": prepared.board.id,
-        "resolver_size": prepared.resolution.size,
-        "resolver": [{"op": r.op, "method": r.method} for r in prepared.resolution.registrations],
+        "deployable": verdict,
+        "resolver_size": resolution.size if resolution else None,
+        "resolver": [{"op": r.op, "method": r.method} for r in resolution.registrations] if resolution else None,
+        "labels": prepared.labels,
         "arena_bytes": arena.arena_bytes,
         "arena_min_bytes": arena.arena_min_bytes,
         "arena_scratch_bytes": arena.scratch_bytes,
         "arena_kernels": arena.kernels,
+        "arena_library": arena.simulation.library,
+        "arena_head_bytes": arena.simulation.head_bytes,
+        "arena_tail_bytes": arena.simulation.tail_bytes,
+        "arena_phases": arena.simulation.phases,
+        "arena_requests": [{"operator": r.op_index, "op": r.op, "bytes": r.bytes,
+                            "persistent": r.persistent, "source": r.source}
+                           for r in arena.simulation.requests],
         "tflm_runtime": arena.runtime,
-        "fit": {"ok": fit.ok, "flash_needed_bytes": fit.flash_needed,
-                "flash_available_bytes": prepared.board["flash_bytes"],
-                "ram_needed_bytes": fit.ram_needed, "ram_available_bytes": prepared.board["ram_bytes"],
-                "runtime_bytes_are_estimates": True},
+        "fit": fit.to_dict(),
+        "boards": [{"target": t, "board": b} | row.to_dict() for (t, b), row in every_board.items()],
     }
-    every_board = fit_every_board(report, arena.arena_min_bytes)
-    data["boards"] = [{"target": t, "board": b} | row.to_dict() for (t, b), row in every_board.items()]
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"Model       {model} ({prepared.model_kind}, quantization {report.quantization})")
+
+
+def _print_inspection(prepared, every_board, verdict) -> None:
+    report, arena, fit, resolution = prepared.report, prepared.arena, prepared.fit, prepared.resolution
+    board = prepared.board
+    click.echo(f"Model       {prepared.model_path} ({prepared.model_kind}, quantization {report.quantization_label})")
     click.echo(f"Size        {report.model_bytes:,} bytes, {report.parameter_count:,} parameters, "
                f"{report.tensor_count} tensors, sha256 {report.sha256[:16]}")
-    click.echo(f"Operators   {prepared.resolution.size} distinct "
-               f"(MicroMutableOpResolver<{prepared.resolution.size}>)")
-    for r in prepared.resolution.registrations:
-        click.echo(f"  {r.op:<24} {r.method}()")
+    if resolution is not None:
+        click.echo(f"Operators   {resolution.size} distinct (MicroMutableOpResolver<{resolution.size}>)")
+        for r in resolution.registrations:
+            click.echo(f"  {r.op:<24} {r.method}()")
+    else:
+        click.echo(f"Operators   {', '.join(report.ops + report.custom_ops)}")
     for title, tensors in (("Inputs", report.inputs), ("Outputs", report.outputs)):
         click.echo(title)
         for t in tensors:
             quant = f" scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
-            click.echo(f"  {t.name:<32} {str(t.shape):<16} {t.numpy_dtype or t.dtype}{quant}")
-    click.echo(f"Arena       {arena.arena_bytes:,} bytes for {target}/{prepared.board.id} "
+            click.echo(f"  {t.display_name:<32} {str(t.shape):<16} {t.numpy_dtype or t.dtype}{quant}")
+    if prepared.labels:
+        click.echo(f"Labels      {', '.join(prepared.labels)}")
+    click.echo(f"Arena       {arena.arena_bytes:,} bytes for {board.target}/{board.id} "
                f"({arena.breakdown()}; tflite-micro {arena.runtime})")
-    for line in arena.scratch_detail:
+    for line in arena.detail:
         click.echo(f"  {line}")
-    click.echo(f"Fit         {'OK' if fit.ok else 'DOES NOT FIT'}: {fit.summary()}")
+    click.echo(f"Fit         {fit.summary()}")
+    click.echo(f"            arena in {fit.placement}")
     _print_board_table(every_board)
+    click.echo(f"Verdict     {board.target}/{board.id}: " + ("deployable" if verdict["ok"] else verdict["reason"]))
 
 
 def _print_board_table(every_board) -> None:
@@ -196,12 +247,14 @@ def _print_board_table(every_board) -> None:
                f"{'RAM need / have':>23}  fits")
     for (target, board_id), row in every_board.items():
         if row.fit is None:
-            click.echo(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}  no: {row.unsupported.split(',')[0]}")
+            click.echo(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}  no: {row.short_reason}")
             continue
         f = row.fit
         flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
         ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
-        verdict = "yes" if f.ok else "no: " + " and ".join(f.shortfalls)
+        verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
+        if f.arena_in_psram:
+            verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
         click.echo(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}  {verdict}")
 
 
@@ -215,21 +268,28 @@ def _print_board_table(every_board) -> None:
 @_json_option
 @_model_argument
 def verify(target, board, quantize, calibration_data, eval_data, as_json, model) -> None:
-    """Run MODEL in Keras, the TFLite interpreter and TFLite-Micro and compare them.
+    """Check MODEL as the firmware runs it, and compare it with TFLite and Keras.
 
-    Keras vs TFLite shows what quantization cost. TFLite vs TFLite-Micro must agree within
-    one quantization step (the firmware self-test's tolerance): otherwise the deployment is
-    wrong and the exit code is 1. Inputs: --eval-data, else the calibration data, else
-    pseudo-random ones.
+    The verdict (exit code 1 on failure): TFLite-Micro with tinygen's I/O wrapper and the
+    board's emitted arena must compute exactly what TFLite-Micro's own reference run does on
+    the same bytes; a difference is a deployment bug. TFLite interpreter vs TFLite-Micro
+    (with top-1 agreement) and Keras vs TFLite are information: near-tie rounding and
+    quantization loss, not bugs. Inputs: --eval-data, else the calibration data, else
+    pseudo-random ones. A .tflite needs no TensorFlow (the TFLite comparison is then
+    skipped).
     """
     from .pipeline import prepare
     from .verify import failure_error, verify as run_verification
 
+    if eval_data is not None and not eval_data.is_file():
+        raise TinygenError(f"Evaluation data file '{eval_data}' does not exist.")
+    progress = _progress()
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
-                       progress=_progress)
-    result = run_verification(prepared, eval_data, progress=_progress)
+                       progress=progress)
+    result = run_verification(prepared, eval_data, progress=progress)
     if as_json:
         click.echo(json.dumps({"model": str(model), "quantization": prepared.report.quantization,
+                               "quantization_label": prepared.report.quantization_label,
                                "target": target, "board": prepared.board.id} | result.to_dict(), indent=2))
     else:
         _print_verification(prepared, result)
@@ -238,21 +298,31 @@ def verify(target, board, quantize, calibration_data, eval_data, as_json, model)
 
 
 def _print_verification(prepared, result) -> None:
-    click.echo(f"Verified {prepared.model_path.name} ({prepared.report.quantization}) on {result.samples} "
-               f"samples from {result.inputs_from}; TFLite-Micro arena {result.arena_bytes:,} bytes "
-               f"({prepared.board.target}/{prepared.board.id})")
-    click.echo(f"  {'':<26}{'max |diff|':>12}{'mean |diff|':>13}")
-    if result.keras_vs_tflite is not None:
-        d = result.keras_vs_tflite
-        click.echo(f"  {'Keras vs TFLite':<26}{d.max_abs:>12.6g}{d.mean_abs:>13.6g}   "
-                   "conversion + quantization loss (reported only)")
+    click.echo(f"Verified {prepared.model_path.name} ({prepared.report.quantization_label}) on "
+               f"{result.samples} samples from {result.inputs_from}; TFLite-Micro arena "
+               f"{result.arena_bytes:,} bytes ({prepared.board.target}/{prepared.board.id})")
+    click.echo(f"  {'':<28}{'max |diff|':>12}{'mean |diff|':>13}")
+
+    def row(title: str, d, note: str, what: str) -> None:
+        if d is None:
+            click.echo(f"  {title:<28}{'-':>12}{'-':>13}   not compared: {note}")
+            return
+        details = []
+        if d.max_steps is not None:
+            details.append(f"max {d.max_steps:g} step(s)")
+        if d.top1_agreement is not None:
+            details.append(f"top-1 agrees on {d.top1_agreement:.1%}")
+        click.echo(f"  {title:<28}{d.max_abs:>12.6g}{d.mean_abs:>13.6g}   "
+                   + ", ".join(details + [what]))
+
+    row("Keras vs TFLite", result.keras_vs_tflite, result.keras_note, "quantization loss (information)")
+    row("TFLite vs TFLite-Micro", result.tflite_vs_tflm, result.tflite_note,
+        "two implementations' rounding (information)")
+    if result.deployment is None:
+        click.echo(f"  {'deployed vs TFLM reference':<28}{'-':>12}{'-':>13}   FAIL: did not run")
     else:
-        click.echo(f"  {'Keras vs TFLite':<26}{'-':>12}{'-':>13}   not compared: {result.keras_note}")
-    d = result.tflite_vs_tflm
-    steps = f"max {d.max_steps:.0f} step(s), " if d.max_steps is not None else ""
-    verdict = "OK" if d.ok else "DISAGREE"
-    click.echo(f"  {'TFLite vs TFLite-Micro':<26}{d.max_abs:>12.6g}{d.mean_abs:>13.6g}   "
-               f"{steps}{verdict}")
+        row("deployed vs TFLM reference", result.deployment, "",
+            "verdict: " + ("PASS (exact)" if result.deployment.ok else "FAIL"))
     if result.metric:
         names = {"keras": "Keras", "tflite": "TFLite", "tflm": "TFLite-Micro"}
         percent = "accuracy" in result.metric
@@ -269,8 +339,9 @@ def list_boards(target) -> None:
         click.echo(f"{t} (default {boards.default_board(t)}):")
         for board_id in boards.board_ids(t):
             b = boards.get_board(t, board_id)
+            psram = f"  PSRAM {b['psram_bytes']:>9,} B" if b.get("psram_bytes") else ""
             click.echo(f"  {board_id:<20} flash {b['flash_bytes']:>10,} B  RAM {b['ram_bytes']:>9,} B  "
-                       f"kernels {b['kernels']:<15} {b.name}")
+                       f"kernels {b['kernels']:<23} {b.name}{psram}")
 
 
 def main() -> None:

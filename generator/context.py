@@ -7,21 +7,26 @@ templates as `t`. Templates only place these values; decisions are made here.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import hashlib
+import json
 
 from . import __version__
 from . import golden
+from .allocator import resource_variable_count
+from .analyze import first_output
 from .golden import GoldenVectors
 from .model_source import byte_array_body, c_type, value_array_body
 from .pipeline import Prepared
+from .render import user_owned_patterns
 from .tflm_host import runtime_version
 
 
-def comment_safe(text: str) -> str:
-    """Text from the model or the user that lands in C++ comments and strings: printable
-    ASCII only, no backslash (line splice), no comment terminator, no quotes."""
+def comment_safe(text: str, limit: int = 200) -> str:
+    """Text that lands in C++ comments and strings: printable ASCII only, no backslash (line
+    splice), no comment terminator, no quotes; text from the model or the user is also cut to
+    `limit` characters."""
     cleaned = "".join(c if " " <= c <= "~" and c not in "\\\"`" else "?" for c in text)
-    return cleaned.replace("*/", "*?")[:200]
+    return cleaned.replace("*/", "*?")[:limit]
 
 
 # Zephyr: TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS selects every part of the CMSIS-NN library
@@ -31,10 +36,16 @@ ZEPHYR_CMSIS_NN_KCONFIG_FOR_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "CONFIG_CMSIS
 
 def extra_kconfig(board, ops: list[str]) -> list[dict]:
     """Kconfig symbols this model's operators need on this board, each with the reason."""
-    if board.target != "zephyr" or board["kernels"] != "cmsis-nn":
+    if board.target != "zephyr" or not board["kernels"].startswith("cmsis-nn"):
         return []
     return [{"symbol": symbol, "why": f"the model's {op} runs on CMSIS-NN's LSTM functions"}
             for op, symbol in ZEPHYR_CMSIS_NN_KCONFIG_FOR_OPS.items() if op in ops]
+
+
+def c_string(text: str) -> str:
+    """A C string literal body: printable ASCII, with quotes and backslashes escaped."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return cleaned.replace("\\", "\\\\").replace('"', '\\"').replace("??", "?\\?")
 
 
 def tensor_context(tensor) -> dict:
@@ -52,12 +63,15 @@ def tensor_context(tensor) -> dict:
 
 
 def build_context(prepared: Prepared, name: str) -> dict:
-    report, board, arena = prepared.report, prepared.board, prepared.arena
-    return {
+    report, board, arena, golden_vectors = prepared.report, prepared.board, prepared.arena, prepared.golden
+    resolution = prepared.require_resolution()
+    class_output = first_output(report.outputs)
+    context = {
         "name": name,
         "tinygen_version": __version__,
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "target": board.target,
+        "firmware_dir": board["firmware_dir"],
+        "user_files": user_owned_patterns(board["template"], name),
         "board": {k: v for k, v in board.settings.items() if not isinstance(v, dict)} | {"id": board.id},
         "library_header": board.get("library_header") or "",
         "extra_kconfig": extra_kconfig(board, report.ops),
@@ -65,27 +79,29 @@ def build_context(prepared: Prepared, name: str) -> dict:
             "source": comment_safe(prepared.model_path.name),
             "kind": prepared.model_kind,
             "quantize": prepared.quantize,
-            "quantization": report.quantization,
+            "quantization": report.quantization_label,
             "sha256": report.sha256,
             "bytes": report.model_bytes,
             "parameter_count": report.parameter_count,
             "ops": report.ops + report.custom_ops,
         },
         "resolver": {
-            "size": prepared.resolution.size,
-            "source": f"{prepared.resolution.table.description}, "
-                      f"{prepared.resolution.table.source['repo']} "
-                      f"{prepared.resolution.table.source['path']}",
+            "size": resolution.size,
+            "source": f"{resolution.table.description}, "
+                      f"{resolution.table.source['repo']} "
+                      f"{resolution.table.source['path']}",
             "registrations": [{"op": r.op, "method": r.method}
-                              for r in prepared.resolution.registrations],
+                              for r in resolution.registrations],
         },
         "arena": {
             "bytes": arena.arena_bytes,
-            "min_bytes": arena.arena_min_bytes,
-            "scratch_bytes": arena.scratch_bytes,
-            "scratch_detail": arena.scratch_detail,
+            "host_min_bytes": arena.arena_min_bytes,
+            "breakdown": comment_safe(arena.breakdown(), limit=1000),
+            "detail": [comment_safe(line, limit=1000) for line in arena.detail],
             "kernels": arena.kernels,
             "runtime": runtime_version(),
+            "placement": "psram" if prepared.fit.arena_in_psram else "internal",
+            "placement_why": comment_safe(prepared.fit.placement, limit=1000),
         },
         "fit": {
             "flash_needed": prepared.fit.flash_needed,
@@ -93,15 +109,26 @@ def build_context(prepared: Prepared, name: str) -> dict:
             "summary": prepared.fit.summary(),
         },
         "inputs": [tensor_context(t) for t in report.inputs],
-        "outputs": [tensor_context(t) for t in report.outputs],
+        "outputs": [tensor_context(t) | {"tolerance_steps": steps}
+                    for t, steps in zip(report.outputs, golden_vectors.tolerance_steps)],
         "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
-        "golden": {"count": prepared.golden.count, "source": prepared.golden.source},
+        "resource_variables": resource_variable_count(report),
+        "state": report.state,
+        "class_output": class_output,
+        "labels": [c_string(label) for label in prepared.labels],
+        "golden": {"count": golden_vectors.count, "source": golden_vectors.source,
+                   "selection": comment_safe(golden_vectors.selection, limit=1000)},
         "tolerance": {
-            "integer_steps": golden.INTEGER_TOLERANCE_STEPS,
             "float_abs": f"{golden.FLOAT_ABS_TOLERANCE!r}f",
             "float_rel": f"{golden.FLOAT_REL_TOLERANCE!r}f",
         },
     }
+    # Ties every generated source to this one run: a stale mix of files fails to compile.
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode() + prepared.tflite)
+    for array in golden_vectors.inputs + golden_vectors.outputs:
+        digest.update(array.tobytes())
+    context["generation"] = "0x" + digest.hexdigest()[:8] + "u"
+    return context
 
 
 def golden_arrays(golden: GoldenVectors) -> dict[str, str]:
@@ -110,5 +137,11 @@ def golden_arrays(golden: GoldenVectors) -> dict[str, str]:
     return arrays
 
 
+def firmware_model(prepared: Prepared) -> bytes:
+    """The model bytes the firmware embeds. `verify` runs these as the deployment, against
+    TFLite-Micro's reference run of the bytes `prepare` analyzed."""
+    return prepared.tflite
+
+
 def model_array(prepared: Prepared) -> str:
-    return byte_array_body(prepared.tflite)
+    return byte_array_body(firmware_model(prepared))

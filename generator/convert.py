@@ -7,14 +7,13 @@ sample at a time and TFLite-Micro needs static shapes).
 from __future__ import annotations
 
 import re
-from typing import Callable
-
 import numpy as np
 
 from .calibration import InputSpec
 from .capture import capture_native_output
 from .errors import TinygenError
 from .load import LoadedModel
+from .progress import Progress
 
 QUANTIZATIONS = {
     "int8": "full integer: int8 weights, activations, input and output (needs calibration data)",
@@ -22,13 +21,6 @@ QUANTIZATIONS = {
     "dynamic": "dynamic-range: int8 weights, float32 activations",
     "none": "float32 throughout",
 }
-
-Progress = Callable[[str], None]
-
-
-def _silent(_: str) -> None:
-    pass
-
 
 def input_specs(loaded: LoadedModel) -> list[InputSpec]:
     """The model's inputs with batch fixed to 1; dynamic non-batch dimensions are an error."""
@@ -73,6 +65,99 @@ def input_specs(loaded: LoadedModel) -> list[InputSpec]:
     return specs
 
 
+def output_names(loaded: LoadedModel) -> list[str]:
+    """The Keras model's output names in its own order (the converter calls them output_<i>
+    in the signature); [] for a SavedModel, whose signature already carries its names."""
+    if loaded.kind != "keras":
+        return []
+    model = loaded.keras_model
+    names = getattr(model, "output_names", None)  # functional models: the output layers' names
+    if not names:  # Sequential: the layer that made each output tensor
+        names = []
+        for tensor in getattr(model, "outputs", None) or []:
+            history = getattr(tensor, "_keras_history", None)
+            producer = getattr(history, "operation", None) or getattr(history, "layer", None)
+            names.append(getattr(producer, "name", None) or "")
+    return [str(name) for name in names]
+
+
+# How far calibration statistics may stray from an input Normalization layer's (adapted to
+# the training data) before tinygen warns: mean off by this many training standard
+# deviations, or spread this many times larger/smaller.
+NORMALIZATION_MEAN_SIGMAS = 3.0
+NORMALIZATION_SPREAD_RATIO = 5.0
+
+
+def normalization_warnings(loaded: LoadedModel, samples: list[np.ndarray], specs: list[InputSpec]) -> list[str]:
+    """What the Keras model itself says about its inputs' scale: a Normalization layer holds
+    the training data's mean and variance, a Rescaling layer the factor the model applies
+    itself. Calibration data far from them is scaled unlike the training data."""
+    if loaded.kind != "keras":
+        return []
+    model = loaded.keras_model
+    notes = []
+    inputs = list(getattr(model, "inputs", []) or [])
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind not in ("Normalization", "Rescaling"):
+            continue
+        try:
+            feeding = [i for i, tensor in enumerate(inputs)
+                       if any(tensor is node_input for node_input in _layer_inputs(layer))]
+        except Exception:  # a layer graph tinygen cannot walk: no warning
+            continue
+        for position in feeding:
+            data, name = samples[position], specs[position].name
+            if kind == "Normalization":
+                note = _normalization_note(layer, data, name)
+            else:
+                note = _rescaling_note(layer, data, name)
+            if note:
+                notes.append(note)
+    return notes
+
+
+def _layer_inputs(layer) -> list:
+    node_inputs = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        tensors = getattr(node, "input_tensors", None) or []
+        node_inputs.extend(tensors if isinstance(tensors, (list, tuple)) else [tensors])
+    return node_inputs
+
+
+def _normalization_note(layer, data: np.ndarray, name: str) -> str | None:
+    weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
+    if len(weights) < 2:
+        return None
+    mean, variance = np.broadcast_to(weights[0].reshape(-1), (data.shape[-1],)), \
+        np.broadcast_to(weights[1].reshape(-1), (data.shape[-1],))
+    std = np.sqrt(np.maximum(variance, 1e-12))
+    flat = data.reshape(-1, data.shape[-1]).astype(np.float64)
+    mean_off = float(np.max(np.abs(flat.mean(0) - mean) / std))
+    spread = flat.std(0) / std
+    ratio = float(np.max(np.maximum(spread, 1 / np.maximum(spread, 1e-12))))
+    if mean_off > NORMALIZATION_MEAN_SIGMAS or ratio > NORMALIZATION_SPREAD_RATIO:
+        return (f"Calibration data for input '{name}' does not look like the model's training data: "
+                f"its Normalization layer '{layer.name}' was adapted to a mean and spread that the "
+                f"calibration data misses (mean off by {mean_off:.1f} training standard deviations, "
+                f"spread {ratio:.1f}x off). Calibrate with samples preprocessed like the training data.")
+    return None
+
+
+def _rescaling_note(layer, data: np.ndarray, name: str) -> str | None:
+    scale = float(np.max(np.abs(np.asarray(getattr(layer, "scale", 1.0), dtype=np.float64))))
+    if scale >= 1 or data.size == 0:
+        return None
+    largest = float(np.max(np.abs(data)))
+    # The model multiplies its input by `scale` (e.g. 1/255): inputs that are already that
+    # small were probably rescaled twice.
+    if largest * scale < 0.05:
+        return (f"Calibration data for input '{name}' reaches only {largest:.3g}, but the model's "
+                f"Rescaling layer '{layer.name}' multiplies inputs by {scale:.4g} itself: were the "
+                "samples rescaled before saving? Calibrate with raw inputs, as the model gets them.")
+    return None
+
+
 def _saved_model_signature(loaded: LoadedModel):
     import tensorflow as tf
 
@@ -87,7 +172,7 @@ def convert(
     loaded: LoadedModel,
     quantize: str,
     samples: list[np.ndarray] | None,
-    progress: Progress = _silent,
+    progress: Progress = Progress(),
 ) -> bytes:
     """Convert with the TFLite converter. `samples` (one array per input) calibrate int8."""
     if quantize not in QUANTIZATIONS:
@@ -154,11 +239,12 @@ def _configure(tf, converter, quantize: str, samples, progress: Progress) -> Non
         count = len(samples[0])
 
         def representative_dataset():
-            step = max(1, count // 10)
+            step = max(1, count // 50)  # at most ~50 bar updates
             for i in range(count):
                 if i % step == 0:
-                    progress(f"  calibrating: sample {i + 1}/{count}")
+                    progress.bar("calibrating int8 ranges", i, count)
                 yield [arr[i:i + 1] for arr in samples]
+            progress.bar("calibrating int8 ranges", count, count)
 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

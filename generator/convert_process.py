@@ -22,12 +22,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .calibration import InputSpec
+from .child import child_env, python_module, user_path
 from .errors import TinygenError
-
-Progress = Callable[[str], None]
+from .progress import Progress
 
 
 @dataclass
@@ -35,27 +34,33 @@ class Converted:
     tflite: bytes
     loader: str  # which library loaded the model, e.g. "keras 3.15.1"
     input_specs: list[InputSpec]  # the model's inputs with batch 1, in the model's order
+    output_names: list[str]  # the Keras model's output names, in the model's order
+    warnings: list[str]  # about the calibration data, found with the model at hand
 
 
 def convert_in_child(model_path: Path, quantize: str, calibration_path: Path | None,
-                     progress: Progress = lambda _: None) -> Converted:
+                     progress: Progress = Progress()) -> Converted:
+    """`model_path` and `calibration_path` as the user gave them (relative to the current
+    folder): the child gets them absolute."""
     with tempfile.TemporaryDirectory(prefix="tinygen-convert-") as folder:
         output = Path(folder) / "model.tflite"
         log_path = Path(folder) / "tensorflow.log"
-        request = {"model": str(model_path), "quantize": quantize, "output": str(output),
-                   "calibration": str(calibration_path) if calibration_path is not None else None}
+        request = {"model": str(user_path(model_path)), "quantize": quantize, "output": str(output),
+                   "calibration": str(user_path(calibration_path)) if calibration_path is not None else None}
+        env = child_env()
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "generator.convert_process", json.dumps(request)],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                cwd=str(Path(__file__).resolve().parent.parent),
-                env={"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, "PYTHONUNBUFFERED": "1"})
+            proc = subprocess.Popen(python_module("convert_process", json.dumps(request)),
+                                    stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                    cwd=folder, env=env)
         try:
             answer = None
             for line in proc.stdout:
                 message = json.loads(line)
                 if "progress" in message:
                     progress(message["progress"])
+                elif "bar" in message:
+                    progress.bar(*message["bar"])
                 else:
                     answer = message
             code = proc.wait()
@@ -68,7 +73,8 @@ def convert_in_child(model_path: Path, quantize: str, calibration_path: Path | N
         if not answer["ok"]:
             raise TinygenError(answer["message"], hint=answer.get("hint"))
         return Converted(tflite=output.read_bytes(), loader=answer["loader"],
-                         input_specs=[InputSpec(name, tuple(shape)) for name, shape in answer["inputs"]])
+                         input_specs=[InputSpec(name, tuple(shape)) for name, shape in answer["inputs"]],
+                         output_names=answer["outputs"], warnings=answer["warnings"])
 
 
 def _crashed(model_path: Path, quantize: str, code: int, log: str) -> TinygenError:
@@ -96,18 +102,27 @@ def _child_main(request: dict) -> None:
     def send(message: dict) -> None:
         channel.write(json.dumps(message) + "\n")
 
+    class ChildProgress(Progress):
+        def __call__(self, message: str) -> None:
+            send({"progress": message})
+
+        def bar(self, label: str, done: int, total: int) -> None:
+            send({"bar": [label, done, total]})
+
     from . import calibration, load
-    from .convert import convert, input_specs
+    from .convert import convert, input_specs, normalization_warnings, output_names
 
     try:
         loaded = load.load_model(request["model"])
         specs = input_specs(loaded)
-        samples = None
+        samples, warnings = None, []
         if request["calibration"] is not None:
             samples = calibration.load_samples(request["calibration"], specs)
-        data = convert(loaded, request["quantize"], samples, lambda text: send({"progress": text}))
+            warnings = normalization_warnings(loaded, samples, specs)
+        data = convert(loaded, request["quantize"], samples, ChildProgress())
         Path(request["output"]).write_bytes(data)
-        send({"ok": True, "loader": loaded.loader, "inputs": [[s.name, list(s.shape)] for s in specs]})
+        send({"ok": True, "loader": loaded.loader, "inputs": [[s.name, list(s.shape)] for s in specs],
+              "outputs": output_names(loaded), "warnings": warnings})
     except TinygenError as exc:
         send({"ok": False, "message": exc.message, "hint": exc.hint})
     except Exception as exc:  # a bug in tinygen: report it like the CLI does

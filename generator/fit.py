@@ -1,6 +1,8 @@
-"""Does model + arena fit the board? Flash: the model array plus an estimate of the
-framework and TFLite-Micro code. RAM: the measured arena plus an estimate of the
-framework's own RAM and stacks. Estimates come from boards.yaml and are labelled as such.
+"""Does the firmware fit the board? Every byte tinygen emits is counted (the model, the golden
+vectors, the class names), plus what the framework and TFLite-Micro take themselves
+(`runtime.py`: measured where a real build of that target was measured, else an estimate,
+labelled as such). The arena goes to internal RAM when it fits there, else to PSRAM on a board
+that has it; a board without enough of either is refused, with the numbers.
 """
 
 from __future__ import annotations
@@ -8,27 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .analyze import ModelReport
-from .arena import plan_arena
+from .arena import ArenaPlan, plan_arena
 from .boards import Board, board_ids, get_board, target_names
 from .errors import TinygenError
 from .resolver import load_table, resolve
+from .runtime import RuntimeSize, runtime_size
 
 
 @dataclass(frozen=True)
 class Fit:
     board: Board
-    model_bytes: int  # measured: the flatbuffer
-    arena_bytes: int  # measured on the runtime (+ computed kernel scratch)
-    runtime_flash_bytes: int  # estimate
-    runtime_ram_bytes: int  # estimate
+    model_bytes: int  # the flatbuffer
+    emitted_bytes: int  # everything tinygen puts in flash: model, golden vectors, labels
+    arena_bytes: int  # the board's arena (allocator.py)
+    runtime: RuntimeSize  # the framework's and TFLite-Micro's own flash and RAM
+
+    @property
+    def arena_in_psram(self) -> bool:
+        """Internal RAM when the arena fits there beside the runtime, else PSRAM if the board
+        has some (Espressif's examples allocate large arenas there the same way)."""
+        internal = self.arena_bytes + self.runtime.ram_bytes <= self.board["ram_bytes"]
+        return not internal and self.board.get("psram_bytes", 0) > 0
 
     @property
     def flash_needed(self) -> int:
-        return self.model_bytes + self.runtime_flash_bytes
+        return self.emitted_bytes + self.runtime.flash_bytes
 
     @property
     def ram_needed(self) -> int:
-        return self.arena_bytes + self.runtime_ram_bytes
+        return self.runtime.ram_bytes + (0 if self.arena_in_psram else self.arena_bytes)
+
+    @property
+    def psram_needed(self) -> int:
+        return self.arena_bytes if self.arena_in_psram else 0
 
     @property
     def flash_ok(self) -> bool:
@@ -36,7 +50,8 @@ class Fit:
 
     @property
     def ram_ok(self) -> bool:
-        return self.ram_needed <= self.board["ram_bytes"]
+        return self.ram_needed <= self.board["ram_bytes"] and \
+            self.psram_needed <= self.board.get("psram_bytes", 0)
 
     @property
     def ok(self) -> bool:
@@ -44,21 +59,46 @@ class Fit:
 
     @property
     def shortfalls(self) -> list[str]:
-        """What there is not enough of: [], ["flash"], ["RAM"] or both."""
-        return [what for what, ok in (("flash", self.flash_ok), ("RAM", self.ram_ok)) if not ok]
+        """What there is not enough of: [], ["flash"], ["RAM"] (or ["PSRAM"]), or both."""
+        memory = "PSRAM" if self.arena_in_psram else "RAM"
+        return [what for what, ok in (("flash", self.flash_ok), (memory, self.ram_ok)) if not ok]
+
+    @property
+    def placement(self) -> str:
+        """Where the arena goes and why, in words."""
+        if self.arena_in_psram:
+            return (f"PSRAM: the arena ({self.arena_bytes:,} B) does not fit the "
+                    f"{self.board['ram_bytes'] - self.runtime.ram_bytes:,} B of internal RAM the runtime "
+                    f"leaves; the board has {self.board['psram_bytes']:,} B of PSRAM")
+        return "internal RAM (a static buffer)"
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "arena_bytes": self.arena_bytes,
+                "arena_placement": "psram" if self.arena_in_psram else "internal",
+                "emitted_flash_bytes": self.emitted_bytes,
+                "flash_needed_bytes": self.flash_needed, "flash_available_bytes": self.board["flash_bytes"],
+                "ram_needed_bytes": self.ram_needed, "ram_available_bytes": self.board["ram_bytes"],
+                "psram_needed_bytes": self.psram_needed, "psram_available_bytes": self.board.get("psram_bytes", 0),
+                "shortfalls": self.shortfalls,
+                "runtime_flash_bytes": self.runtime.flash_bytes, "runtime_ram_bytes": self.runtime.ram_bytes,
+                "runtime_measured": self.runtime.measured, "runtime_source": self.runtime.source}
 
     def summary(self) -> str:
         b = self.board
-        return (f"flash {self.flash_needed:,} of {b['flash_bytes']:,} B (model {self.model_bytes:,} + "
-                f"~{self.runtime_flash_bytes:,} runtime estimate); RAM {self.ram_needed:,} of "
-                f"{b['ram_bytes']:,} B (arena {self.arena_bytes:,} + ~{self.runtime_ram_bytes:,} "
-                "runtime estimate)")
+        label = "measured" if self.runtime.measured else "estimate"
+        text = (f"flash {self.flash_needed:,} of {b['flash_bytes']:,} B (model {self.model_bytes:,} + golden "
+                f"vectors and labels {self.emitted_bytes - self.model_bytes:,} + runtime "
+                f"{self.runtime.flash_bytes:,} {label}); RAM {self.ram_needed:,} of {b['ram_bytes']:,} B ("
+                + ("" if self.arena_in_psram else f"arena {self.arena_bytes:,} + ")
+                + f"runtime {self.runtime.ram_bytes:,} {label})")
+        if self.arena_in_psram:
+            text += f"; PSRAM {self.psram_needed:,} of {b['psram_bytes']:,} B (the arena)"
+        return text
 
 
-def fit(board: Board, model_bytes: int, arena_bytes: int) -> Fit:
-    return Fit(board=board, model_bytes=model_bytes, arena_bytes=arena_bytes,
-               runtime_flash_bytes=board["runtime_flash_bytes"],
-               runtime_ram_bytes=board["runtime_ram_bytes"])
+def fit(board: Board, report: ModelReport, emitted_bytes: int, arena_bytes: int) -> Fit:
+    return Fit(board=board, model_bytes=report.model_bytes, emitted_bytes=emitted_bytes,
+               arena_bytes=arena_bytes, runtime=runtime_size(board, report))
 
 
 def require_fit(result: Fit) -> None:
@@ -67,7 +107,8 @@ def require_fit(result: Fit) -> None:
     raise TinygenError(
         f"The model does not fit {result.board.name} ({result.board.target} board "
         f"'{result.board.id}'): not enough {' and '.join(result.shortfalls)}. Needed: {result.summary()}.",
-        hint="Quantize to int8, shrink the model, or pick a larger board (`tinygen boards`).",
+        hint="Quantize to int8, shrink the model, or pick a larger board (`tinygen boards`; boards "
+        "with PSRAM take a large arena there).",
     )
 
 
@@ -78,18 +119,35 @@ class BoardFit:
     fit: Fit | None  # None when the board's TFLite-Micro lacks one of the model's operators
     unsupported: str  # the error message in that case
 
+    @property
+    def short_reason(self) -> str:
+        """The unsupported-operator message cut to its first clause, for a table cell."""
+        return self.unsupported.split(",")[0]
+
     def to_dict(self) -> dict:
         if self.fit is None:
             return {"ok": False, "unsupported": self.unsupported}
-        f = self.fit
-        return {"ok": f.ok, "arena_bytes": f.arena_bytes,
-                "flash_needed_bytes": f.flash_needed, "flash_available_bytes": f.board["flash_bytes"],
-                "ram_needed_bytes": f.ram_needed, "ram_available_bytes": f.board["ram_bytes"]}
+        return self.fit.to_dict()
 
 
-def fit_every_board(report: ModelReport, arena_min_bytes: int) -> dict[tuple[str, str], BoardFit]:
-    """(target, board id) -> fit, for every board in the catalog. The host arena minimum is
-    measured once; each board adds its own kernels' scratch and checks its own op table."""
+def deployability(prepared) -> dict:
+    """Can the model run on, and does it fit, the board `prepared` was made for? The verdict
+    `inspect` exits on: {"ok", "reason", "unsupported", "shortfalls"}."""
+    f = prepared.fit
+    if prepared.unsupported is not None:
+        return {"ok": False, "reason": prepared.unsupported.message,
+                "unsupported": prepared.unsupported.message, "shortfalls": f.shortfalls}
+    if not f.ok:
+        return {"ok": False, "unsupported": None, "shortfalls": f.shortfalls,
+                "reason": f"the model does not fit {f.board.name}: not enough "
+                          f"{' and '.join(f.shortfalls)} ({f.summary()})"}
+    return {"ok": True, "reason": "", "unsupported": None, "shortfalls": []}
+
+
+def fit_every_board(report: ModelReport, arena: ArenaPlan, emitted_bytes: int) -> dict[tuple[str, str], BoardFit]:
+    """(target, board id) -> fit, for every board in the catalog. The host runtime is measured
+    once (`arena`); each board's arena is simulated for its own library and kernels, and its
+    own op table checked."""
     rows = {}
     for target in target_names():
         for board_id in board_ids(target):
@@ -99,7 +157,7 @@ def fit_every_board(report: ModelReport, arena_min_bytes: int) -> dict[tuple[str
             except TinygenError as exc:
                 rows[target, board_id] = BoardFit(fit=None, unsupported=exc.message)
                 continue
-            arena = plan_arena(report, arena_min_bytes, board["kernels"])
-            rows[target, board_id] = BoardFit(fit=fit(board, report.model_bytes, arena.arena_bytes),
+            own = plan_arena(report, arena.arena_min_bytes, arena.host, board["tflm_library"], board["kernels"])
+            rows[target, board_id] = BoardFit(fit=fit(board, report, emitted_bytes, own.arena_bytes),
                                               unsupported="")
     return rows

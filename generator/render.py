@@ -3,21 +3,32 @@
 The target's cookiecutter template (templates/<target>/) renders into a temporary
 directory beside the destination; the shared firmware core (generator/firmware/*.j2) is
 rendered into the target's firmware folder; then the finished tree is moved into place.
-A failure at any point leaves nothing behind. An existing project is only replaced when
-`force` is given, and then only files tinygen generated (listed with their hashes in its
-manifest) are replaced or removed; anything else in the folder is the user's and is left
-alone. A generated file the user has edited since (its hash differs) is the user's too: it
-is kept, and the new version is written beside it as `<file>.tinygen-new`.
+A failure before the move leaves nothing behind.
+
+Who owns what (the template's cookiecutter.json lists the user's files in `_user_owned`):
+
+- The user's files (the application entry point, e.g. `main/main.cpp`, and config overlays)
+  are written once, when the project is created, and never again: regeneration does not
+  touch them, whatever they hold.
+- Every other file tinygen writes is tinygen's, listed with its SHA-256 in the project's
+  manifest. Regenerating (`force`) rewrites each one whose content changed, so the model's
+  files are always consistent with each other; one the user edited is saved first as
+  `<file>.user-backup`. A file whose content is unchanged is not rewritten (its timestamp
+  stays, so builds stay incremental). A mix of files from different runs cannot build: each
+  generated source checks the generation id of the header it includes.
+- Anything else in the folder is the user's and is left alone; a new tinygen file that
+  would land on one of them stops regeneration before anything is written.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -29,16 +40,18 @@ MANIFEST = ".tinygen-manifest.json"
 FIRMWARE_CORE = ("model_data.h", "model_data.cpp", "model_ops.h", "model_ops.cpp",
                  "tinygen_model.h", "tinygen_model.cpp", "golden_vectors.h",
                  "golden_vectors.cpp", "tinygen_platform.h")
-
-
-EDITED_SUFFIX = ".tinygen-new"
+BACKUP_SUFFIX = ".user-backup"
 
 
 @dataclass
 class RenderedProject:
     path: Path
-    files: list[str]  # relative paths, sorted
-    kept: list[str]  # generated files the user had edited: kept, new version beside them
+    files: list[str]  # every file of the project tinygen rendered (relative, sorted)
+    user_files: list[str]  # the user's: created once, never rewritten
+    written: list[str] = field(default_factory=list)  # written by this run
+    unchanged: list[str] = field(default_factory=list)  # identical already: left as they were
+    backups: list[tuple[str, str]] = field(default_factory=list)  # (tinygen's file, the user's edited copy)
+    regenerated: bool = False
 
 
 def template_dir(target_template: str) -> Path:
@@ -52,13 +65,23 @@ def template_dir(target_template: str) -> Path:
     return path
 
 
-def render_project(context: dict, blobs: dict[str, str], template: str, firmware_dir: str,
-                   output_dir: Path, force: bool = False) -> RenderedProject:
+NAME_PLACEHOLDER = "{{cookiecutter._tinygen.name}}"
+
+
+def user_owned_patterns(template: str, name: str) -> list[str]:
+    """The template's `_user_owned` paths for project `name` (globs, relative to the project
+    folder; the sketch's file name is the project's)."""
+    contract = json.loads((template_dir(template) / "cookiecutter.json").read_text(encoding="utf-8"))
+    return [pattern.replace(NAME_PLACEHOLDER, name) for pattern in contract.get("_user_owned", [])]
+
+
+def render_project(context: dict, blobs: dict[str, str], template: str, output_dir: Path,
+                   force: bool = False) -> RenderedProject:
     """Render into `output_dir/<context['name']>`. `blobs` holds large pre-formatted text
     (model array, golden vectors) that the firmware templates place verbatim."""
     output_dir = Path(output_dir)
     destination = output_dir / context["name"]
-    previous = _check_destination(destination, force)
+    previous = check_destination(destination, force)
 
     created_output_dir = not output_dir.exists()
     try:
@@ -68,30 +91,38 @@ def render_project(context: dict, blobs: dict[str, str], template: str, firmware
         raise TinygenError(f"Cannot write to output directory '{output_dir}': {exc.strerror}.") from None
     try:
         project = _render_cookiecutter(template_dir(template), context, staging)
-        _render_firmware_core(context, blobs, project / firmware_dir)
-        files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
-        manifest = {f: _sha256(project / f) for f in files}
-        kept: list[str] = []
-        if previous is not None:
-            _check_collisions(destination, previous, files)
-            kept = [f for f in files if f in previous and _edited(destination / f, previous[f])]
-            for f in kept:  # the user's version stays; tinygen's goes beside it
-                os.replace(project / f, project / (f + EDITED_SUFFIX))
-                manifest[f + EDITED_SUFFIX] = manifest[f]
-        _write_manifest(project, manifest)
-        _move_into_place(project, destination, previous)
+        _render_firmware_core(context, blobs, project / context["firmware_dir"])
+        files = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file())
+        patterns = user_owned_patterns(template, context["name"])
+        user_files = [f for f in files if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
+        rendered = RenderedProject(path=destination, files=files, user_files=user_files,
+                                   regenerated=previous is not None)
+        if previous is None:
+            _write_manifest(project, {f: _sha256(project / f) for f in files if f not in user_files}, user_files)
+            if destination.exists():
+                destination.rmdir()  # empty (checked above)
+            os.replace(project, destination)
+            rendered.written = files
+        else:
+            _update_in_place(project, destination, previous, rendered)
     except OSError as exc:
         raise TinygenError(f"Writing the project to '{destination}' failed: {exc}.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created_output_dir and not destination.exists():
             shutil.rmtree(output_dir, ignore_errors=True)
-    return RenderedProject(path=destination, files=files + [MANIFEST], kept=kept)
+    return rendered
 
 
-def _check_destination(destination: Path, force: bool) -> dict[str, str] | None:
-    """None for a fresh destination, else the files tinygen wrote there last time, each
-    with the SHA-256 it had when written."""
+@dataclass
+class PreviousRun:
+    files: dict[str, str]  # tinygen's files -> SHA-256 as written
+    user_files: list[str]
+
+
+def check_destination(destination: Path, force: bool) -> PreviousRun | None:
+    """None for a fresh destination, else what tinygen wrote there last time. Cheap: `new`
+    calls it before any slow work."""
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         raise TinygenError(f"'{destination}' exists and is not a directory.")
     if not destination.exists() or not any(destination.iterdir()):
@@ -100,15 +131,16 @@ def _check_destination(destination: Path, force: bool) -> dict[str, str] | None:
         raise TinygenError(
             f"'{destination}' already exists and is not empty.",
             hint="Choose another --name/--output, or pass --force to regenerate a project "
-            "tinygen made (only files tinygen wrote are replaced).")
+            "tinygen made (your application files are never touched).")
     manifest = destination / MANIFEST
     if not manifest.is_file():
         raise TinygenError(
             f"'{destination}' is not a tinygen project (no {MANIFEST}); refusing to write into "
             "it even with --force.", hint="Choose an empty or new output folder.")
     try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-        return {str(name): str(digest) for name, digest in files.items()}
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        files = {str(name): str(digest) for name, digest in data["files"].items()}
+        return PreviousRun(files=files, user_files=[str(f) for f in data.get("user_files", [])])
     except (ValueError, KeyError, OSError, AttributeError):
         raise TinygenError(f"'{manifest}' is unreadable; refusing to overwrite '{destination}'.") from None
 
@@ -118,17 +150,50 @@ def _sha256(path: Path) -> str:
 
 
 def _edited(path: Path, generated_sha256: str) -> bool:
-    """A generated file changed since tinygen wrote it (a deleted one is not kept)."""
+    """A generated file changed since tinygen wrote it (a deleted one is not edited)."""
     return path.is_file() and _sha256(path) != generated_sha256
 
 
-def _check_collisions(destination: Path, previous: dict[str, str], files: list[str]) -> None:
-    theirs = [f for f in files if f not in previous and (destination / f).exists()]
+def _backup_name(path: Path) -> Path:
+    candidate, n = path.with_name(path.name + BACKUP_SUFFIX), 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}{BACKUP_SUFFIX}{n}")
+    return candidate
+
+
+def _update_in_place(project: Path, destination: Path, previous: PreviousRun, rendered: RenderedProject) -> None:
+    """Regenerate: the user's files stay; tinygen's are rewritten where their content changed."""
+    user_files = set(rendered.user_files) | set(previous.user_files)
+    ours = [f for f in rendered.files if f not in user_files]
+    theirs = [f for f in ours if f not in previous.files and (destination / f).exists()]
     if theirs:
         raise TinygenError(
-            f"--force would overwrite file(s) in '{destination}' that tinygen did not write: "
+            f"Regenerating would overwrite file(s) in '{destination}' that tinygen did not write: "
             + ", ".join(theirs[:5]) + ("..." if len(theirs) > 5 else "") + ".",
             hint="Move those files away or choose another output folder.")
+    manifest = {f: _sha256(project / f) for f in ours}
+    for rel in rendered.files:
+        source, target = project / rel, destination / rel
+        if rel in user_files:
+            if target.exists():
+                continue  # the user's, whatever it holds
+        elif target.is_file() and _sha256(target) == manifest[rel]:
+            rendered.unchanged.append(rel)
+            continue
+        elif rel in previous.files and _edited(target, previous.files[rel]):
+            backup = _backup_name(target)
+            os.replace(target, backup)
+            rendered.backups.append((rel, backup.relative_to(destination).as_posix()))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        rendered.written.append(rel)
+    for rel in sorted(set(previous.files) - set(manifest) - user_files):
+        stale = destination / rel
+        if stale.is_file() and not _edited(stale, previous.files[rel]):
+            stale.unlink()  # tinygen's, no longer generated, never edited
+    _write_manifest(destination, manifest, sorted(user_files & set(rendered.files) | set(previous.user_files)))
+    rendered.user_files = sorted(user_files & set(rendered.files))
 
 
 def _render_cookiecutter(template: Path, context: dict, staging: Path) -> Path:
@@ -161,27 +226,11 @@ def _render_firmware_core(context: dict, blobs: dict[str, str], folder: Path) ->
         (folder / name).write_text(text, encoding="utf-8", newline="\n")
 
 
-def _write_manifest(project: Path, entries: dict[str, str]) -> None:
-    """Every file tinygen wrote, with the SHA-256 of what it wrote (for a kept file: of the
-    version beside it), so a later --force can tell the user's edits from its own files."""
-    (project / MANIFEST).write_text(
-        json.dumps({"generator": "tinygen", "files": dict(sorted(entries.items()))}, indent=1) + "\n",
-        encoding="utf-8")
-
-
-def _move_into_place(project: Path, destination: Path, previous: dict[str, str] | None) -> None:
-    if previous is None:
-        if destination.exists():
-            destination.rmdir()  # empty (checked above)
-        os.replace(project, destination)
-        return
-    # Regenerating: replace tinygen's files one by one, drop the ones no longer generated.
-    new_files = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
-    for rel in sorted(new_files):
-        target = destination / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(project / rel, target)
-    for rel in sorted(set(previous) - new_files):
-        stale = destination / rel
-        if stale.is_file() and not _edited(stale, previous[rel]):
-            stale.unlink()
+def _write_manifest(project: Path, entries: dict[str, str], user_files: list[str]) -> None:
+    """tinygen's files with the SHA-256 of what it wrote, so that a later regeneration can
+    tell the user's edits from its own files, and the user's files, which it never rewrites."""
+    text = json.dumps({"generator": "tinygen", "files": dict(sorted(entries.items())),
+                       "user_files": sorted(user_files)}, indent=1) + "\n"
+    path = project / MANIFEST
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")

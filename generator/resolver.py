@@ -1,9 +1,11 @@
 """Stage 5: the model's operators -> `MicroMutableOpResolver` registrations.
 
-One table per TFLite-Micro source a target pins (`data/ops/<table>.json`), each taken from
-that version's `tensorflow/lite/micro/micro_mutable_op_resolver.h` and naming the repository,
-ref and path it came from. An operator missing from the target's table is an error naming
-the operator (and the tensor/layer that produced it), never a project that fails to link.
+One table per TFLite-Micro source a target pins (`data/ops/<table>.json`), each derived by
+tools/op_tables.py from that version's `tensorflow/lite/micro/micro_mutable_op_resolver.h` and
+naming the repository, ref and path it came from: builtin operator -> Add method, and custom
+code (the string the method registers, e.g. "SignalEnergy") -> Add method. An operator
+missing from the target's table is an error naming the operator (and the tensor/layer that
+produced it), never a project that fails to link.
 """
 
 from __future__ import annotations
@@ -16,21 +18,13 @@ from importlib import resources
 from .analyze import ModelReport
 from .errors import TinygenError
 
-# Custom-op codes that TFLite-Micro registers with a dedicated Add method.
-CUSTOM_CODE_METHODS = {"TFLite_Detection_PostProcess": "AddDetectionPostprocess"}
-
-
 @dataclass(frozen=True)
 class OpTable:
     name: str
     description: str  # e.g. "esp-tflite-micro 1.4.0 (TFLite-Micro 0965635)"
     source: dict  # repo, ref, path of the header the table was read from
     builtin: dict  # schema operator name -> Add method
-    custom: tuple  # Add methods that register custom ops
-
-    def method_for_custom(self, code: str) -> str | None:
-        method = CUSTOM_CODE_METHODS.get(code)
-        return method if method in self.custom else None
+    custom: dict  # custom code -> the Add method that registers it under that code
 
 
 @dataclass(frozen=True)
@@ -60,7 +54,7 @@ def load_table(name: str) -> OpTable:
     path = resources.files("generator") / "data" / "ops" / f"{name}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     return OpTable(name=name, description=data["description"], source=data["source"],
-                   builtin=dict(data["builtin"]), custom=tuple(data.get("custom", [])))
+                   builtin=dict(data["builtin"]), custom=dict(data.get("custom", {})))
 
 
 def resolve(report: ModelReport, table: OpTable) -> Resolution:
@@ -71,7 +65,7 @@ def resolve(report: ModelReport, table: OpTable) -> Resolution:
             raise _unsupported(report, table, op)
         registrations.append(Registration(op, method))
     for code in report.custom_ops:
-        method = table.method_for_custom(code)
+        method = table.custom.get(code)
         if method is None:
             raise _unsupported_custom(report, table, code)
         registrations.append(Registration(code, method))

@@ -12,7 +12,6 @@ stderr, which is a temp file the parent quotes in errors.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .child import child_env, python_module
 from .errors import TinygenError
 
 
@@ -50,11 +50,9 @@ class HostRuntime:
         if self._proc is None or self._proc.poll() is not None:
             self._log = open(self._log_path, "ab")
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "generator.tflm_host", str(self.model_path)],
+                python_module("tflm_host", str(self.model_path)),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                cwd=str(Path(__file__).resolve().parent.parent),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+                cwd=self._dir.name, env=child_env())
             self._log.close()
         return self._proc
 
@@ -90,16 +88,30 @@ class HostRuntime:
         With `allocations`, the log also holds the allocator's report (print_allocations)."""
         return self._request({"cmd": "try", "arena": arena_bytes, "allocations": allocations})
 
-    def run(self, arena_bytes: int, inputs: list[np.ndarray], output_count: int) -> list[np.ndarray]:
-        """Run each sample (axis 0 of every input array) and return outputs stacked the same way."""
+    def run(self, arena_bytes: int, inputs: list[np.ndarray], output_count: int,
+            fresh_each: bool = False) -> list[np.ndarray]:
+        """Run each sample (axis 0 of every input array, in the input tensors' own types) and
+        return the raw outputs stacked the same way. Samples run one after the other on one
+        interpreter (a model with state carries it from one to the next), or with
+        `fresh_each` each on a freshly set-up one."""
+        return self._run("run", arena_bytes, inputs, output_count, fresh_each)
+
+    def run_float(self, arena_bytes: int, inputs: list[np.ndarray], output_count: int) -> list[np.ndarray]:
+        """Like `run`, but float inputs in and float outputs out, (de)quantized with the
+        scale and zero point the runtime itself reads from the model (not tinygen's)."""
+        return self._run("run_float", arena_bytes, inputs, output_count)
+
+    def _run(self, command: str, arena_bytes: int, inputs: list[np.ndarray], output_count: int,
+             fresh_each: bool = False) -> list[np.ndarray]:
         in_path = Path(self._dir.name) / "inputs.npz"
         out_path = Path(self._dir.name) / "outputs.npz"
         np.savez(in_path, *inputs)
-        answer = self._request({"cmd": "run", "arena": arena_bytes, "inputs": str(in_path),
-                                "outputs": str(out_path), "output_count": output_count})
+        answer = self._request({"cmd": command, "arena": arena_bytes, "inputs": str(in_path),
+                                "outputs": str(out_path), "output_count": output_count,
+                                "fresh_each": fresh_each})
         if not answer["ok"]:
             raise TinygenError(
-                f"The TFLite-Micro runtime failed to run the model with a {arena_bytes}-byte arena: "
+                f"The TFLite-Micro runtime failed to run the model with a {arena_bytes:,}-byte arena: "
                 f"{answer['error']}." + _quote_log(answer["log"]))
         with np.load(out_path) as npz:
             return [npz[f"arr_{i}"] for i in range(len(npz.files))]
@@ -139,8 +151,11 @@ def _child_main(model_path: str) -> None:
                     interpreter.print_allocations()  # to stderr, i.e. the parent's log
                 answer = {"ok": True}
             else:
+                arena = int(request["arena"])
+                fresh = ((lambda: runtime.Interpreter.from_bytes(model, arena_size=arena))
+                         if request.get("fresh_each") else None)
                 _run_samples(interpreter, request["inputs"], request["outputs"],
-                             int(request["output_count"]))
+                             int(request["output_count"]), as_float=request["cmd"] == "run_float", fresh=fresh)
                 answer = {"ok": True}
         except Exception as exc:  # the runtime raises RuntimeError/ValueError on failure
             answer = {"ok": False, "error": str(exc) or type(exc).__name__}
@@ -163,16 +178,37 @@ def _invoke_on_zeros(interpreter) -> None:
     interpreter.invoke()
 
 
-def _run_samples(interpreter, inputs_path: str, outputs_path: str, output_count: int) -> None:
+def _scale_and_zero_point(details: dict) -> tuple[float | None, int]:
+    params = details.get("quantization_parameters") or {}
+    scales, zero_points = params.get("scales"), params.get("zero_points")
+    if scales is None or len(scales) == 0:
+        return None, 0
+    return float(scales[0]), int(zero_points[0]) if zero_points is not None and len(zero_points) else 0
+
+
+def _run_samples(interpreter, inputs_path: str, outputs_path: str, output_count: int,
+                 as_float: bool = False, fresh=None) -> None:
+    """`fresh`: makes a new interpreter for each sample after the first (no state carried)."""
+    from .golden import dequantize, quantize
+
     with np.load(inputs_path) as npz:
         inputs = [npz[f"arr_{i}"] for i in range(len(npz.files))]
     details = [interpreter.get_input_details(i) for i in range(len(inputs))]
+    out_params = [_scale_and_zero_point(interpreter.get_output_details(k)) for k in range(output_count)]
     results: list[list[np.ndarray]] = []
     for n in range(len(inputs[0])):
+        if fresh is not None and n > 0:
+            interpreter = fresh()
         for i, (arr, d) in enumerate(zip(inputs, details)):
-            interpreter.set_input(arr[n].reshape(d["shape"]).astype(d["dtype"]), i)
+            sample = arr[n].reshape(d["shape"])
+            if as_float:
+                sample = quantize(sample, *_scale_and_zero_point(d), d["dtype"])
+            interpreter.set_input(sample.astype(d["dtype"]), i)
         interpreter.invoke()
-        results.append([np.array(interpreter.get_output(k)) for k in range(output_count)])
+        outputs = [np.array(interpreter.get_output(k)) for k in range(output_count)]
+        if as_float:
+            outputs = [dequantize(out, *params) for out, params in zip(outputs, out_params)]
+        results.append(outputs)
     stacked = [np.stack([r[k] for r in results]) for k in range(len(results[0]))]
     np.savez(outputs_path, *stacked)
 

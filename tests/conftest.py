@@ -7,7 +7,9 @@ fixture that trains the models is the only place TensorFlow is loaded in-process
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +123,64 @@ def generate(tmp_path_factory, models):
             blobs = {"model_array": model_array(prepared),
                      "golden_arrays": golden_arrays(prepared.golden)}
             out = root / f"{target}-{board or 'default'}"
-            rendered = render_project(context, blobs, prepared.board["template"],
-                                      prepared.board["firmware_dir"], out)
+            rendered = render_project(context, blobs, prepared.board["template"], out)
             cache[key] = (rendered.path, prepared)
         return cache[key]
 
     return _generate
+
+
+# Distributions left out of the "light" installation: what `pip install tinygen` (without
+# the [convert] extra) does not bring.
+TENSORFLOW_PARTS = ("tensorflow", "tf_keras", "keras", "tensorboard")
+
+
+@dataclass
+class Installation:
+    """A virtual environment with tinygen installed from its wheel, as a user has it."""
+
+    root: Path
+    site_packages: Path
+
+    @property
+    def tinygen(self) -> Path:
+        return self.root / "bin" / "tinygen"
+
+    def run(self, *args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+        """The installed console script, run from `cwd` (the user's folder)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["PATH"] = f"{self.root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        return subprocess.run([str(self.tinygen), *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+def _install(folder: Path, wheel: Path, dependencies: Path) -> Installation:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    purelib = Path(subprocess.run([str(folder / "bin" / "python"), "-c",
+                                   "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    # Dependencies come from the test environment (a .pth line adds a folder without running
+    # the .pth files in it, so its editable tinygen stays out); tinygen from the wheel.
+    (purelib / "dependencies.pth").write_text(f"{dependencies}\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(folder / "bin" / "python"), "install",
+                    "--quiet", "--no-deps", "--no-index", str(wheel)], check=True)
+    return Installation(root=folder, site_packages=purelib)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> dict[str, Installation]:
+    """{"full": with TensorFlow, "light": without} — tinygen built as a wheel and installed
+    into fresh virtual environments, its console script run as users run it."""
+    folder = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(folder / "dist"), str(REPO)], check=True, capture_output=True)
+    (wheel,) = (folder / "dist").glob("tinygen-*.whl")
+    ours = Path(sysconfig.get_paths()["purelib"])
+    light_deps = folder / "light-dependencies"
+    light_deps.mkdir()
+    for entry in ours.iterdir():
+        name = entry.name.lower()
+        if not name.startswith(TENSORFLOW_PARTS + ("__editable__", "tinygen", "dependencies.pth")):
+            (light_deps / entry.name).symlink_to(entry)
+    return {"full": _install(folder / "full", wheel, ours),
+            "light": _install(folder / "light", wheel, light_deps)}

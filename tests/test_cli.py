@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -79,9 +78,9 @@ def test_existing_project_needs_force_and_keeps_user_files(models, tmp_path):
     assert run(*args).returncode == 0
     project = tmp_path / "mlp_int8"
     (project / "notes.txt").write_text("mine")
-    (project / "main" / "main.cpp").write_text("// my application")  # README: "put it here"
-    (project / "main" / "model_data.cpp").write_text("// stale")
-    (project / "main" / "model_data.cpp").unlink()  # a generated file the user deleted
+    (project / "main" / "main.cpp").write_text("// my application")  # README: "yours"
+    (project / "main" / "model_data.cpp").write_text("// stale")  # tinygen's, edited
+    (project / "main" / "model_ops.cpp").unlink()  # tinygen's, deleted
     refused = run(*args)
     assert refused.returncode == 1 and "--force" in refused.stderr
     assert (project / "main" / "main.cpp").read_text() == "// my application"
@@ -89,15 +88,19 @@ def test_existing_project_needs_force_and_keeps_user_files(models, tmp_path):
     forced = run(*args, "--force")
     assert forced.returncode == 0, forced.stderr
     assert (project / "notes.txt").read_text() == "mine"
-    assert (project / "main" / "main.cpp").read_text() == "// my application"  # edited: kept
-    assert "app_main" in (project / "main" / "main.cpp.tinygen-new").read_text()
-    assert "kept       main/main.cpp" in forced.stdout
+    assert (project / "main" / "main.cpp").read_text() == "// my application"  # never touched
+    assert not list(project.rglob("*.tinygen-new"))
     assert "g_model_data[]" in (project / "main" / "model_data.cpp").read_text()  # regenerated
+    assert (project / "main" / "model_data.cpp.user-backup").read_text() == "// stale"
+    assert (project / "main" / "model_ops.cpp").is_file()
+    assert "backup     main/model_data.cpp" in forced.stdout
+    assert "your code  main/main.cpp" in forced.stdout
 
-    again = run(*args, "--force")  # the edit stays the user's on every regeneration
+    before = {p: p.stat().st_mtime_ns for p in project.rglob("*") if p.is_file()}
+    again = run(*args, "--force")  # nothing changed: nothing rewritten (builds stay incremental)
     assert again.returncode == 0, again.stderr
-    assert (project / "main" / "main.cpp").read_text() == "// my application"
-    assert "kept       main/main.cpp" in again.stdout
+    assert "0 file(s) written" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in project.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("args, message", [
@@ -119,11 +122,14 @@ def test_model_too_big_for_board_is_refused(models, tmp_path, monkeypatch):
     from generator.errors import TinygenError
     from generator.fit import fit, require_fit
 
+    from generator.analyze import analyze
+
+    report = analyze(models["mlp"].tflite["int8"].read_bytes())
     board = boards.get_board("zephyr", "qemu_cortex_m3")
     with pytest.raises(TinygenError, match="does not fit"):
-        require_fit(fit(board, model_bytes=300_000, arena_bytes=1000))
+        require_fit(fit(board, report, emitted_bytes=300_000, arena_bytes=1000))
     with pytest.raises(TinygenError, match="not enough RAM"):
-        require_fit(fit(board, model_bytes=1000, arena_bytes=70_000))
+        require_fit(fit(board, report, emitted_bytes=1000, arena_bytes=70_000))
 
 
 def test_inspect_fit_table_covers_every_board(tmp_path):
@@ -139,11 +145,11 @@ def test_inspect_fit_table_covers_every_board(tmp_path):
     result = run("inspect", "--json", "--quantize", "none", str(tmp_path / "min.keras"))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
+    assert data["deployable"]["ok"]
     assert "MIN" in " ".join(data["ops"])  # REDUCE_MIN
     rows = {(row["target"], row["board"]): row for row in data["boards"]}
     assert set(rows) == {(t, b) for t in boards.target_names() for b in boards.board_ids(t)}
     assert rows["esp-idf", "esp32s3"]["arena_bytes"] == data["arena_bytes"]  # inspect's default board
-    assert rows["zephyr", "nrf52840dk"]["arena_bytes"] == data["arena_min_bytes"]  # CMSIS-NN: host minimum
     assert rows["zephyr", "nrf52840dk"]["ok"]
     chirale = rows["arduino", "nano33ble"]  # TFLite-Micro of 2023-01: no REDUCE_MIN yet
     assert not chirale["ok"] and "REDUCE_MIN" in chirale["unsupported"]
@@ -151,3 +157,53 @@ def test_inspect_fit_table_covers_every_board(tmp_path):
     table = run("inspect", "--quantize", "none", str(tmp_path / "min.keras")).stdout
     assert "Every board" in table and "estimates" in table
     assert re.search(r"arduino\s+nano33ble .* no: .*REDUCE_MIN", table)
+
+    # Asked about the board that cannot run it: the whole table and JSON all the same, the
+    # reason in a field, and exit code 1 for CI to gate on.
+    chirale = run("inspect", "--json", "--quantize", "none", "--target", "arduino", str(tmp_path / "min.keras"))
+    assert chirale.returncode == 1
+    data = json.loads(chirale.stdout)
+    assert not data["deployable"]["ok"] and "REDUCE_MIN" in data["deployable"]["unsupported"]
+    assert len(data["boards"]) == len(rows) and data["resolver"] is None
+    assert "REDUCE_MIN" in chirale.stderr and "Traceback" not in chirale.stderr
+    text = run("inspect", "--quantize", "none", "--target", "arduino", str(tmp_path / "min.keras"))
+    assert text.returncode == 1 and "Every board" in text.stdout and "Verdict" in text.stdout
+
+
+def test_inspect_exits_non_zero_when_the_model_does_not_fit(tmp_path):
+    """A CI job gates on the exit code: 1 when the model does not fit the board asked about."""
+    import keras
+    import tensorflow as tf
+
+    wide = keras.Sequential([keras.Input((256,)), keras.layers.Dense(512)])  # 512 KB of float weights
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+    fits = run("inspect", "--json", "--target", "zephyr", "--board", "qemu_x86", str(path))
+    assert fits.returncode == 0, fits.stderr
+    assert json.loads(fits.stdout)["deployable"]["ok"]
+    small = run("inspect", "--json", "--target", "zephyr", "--board", "qemu_cortex_m3", str(path))
+    assert small.returncode == 1
+    verdict = json.loads(small.stdout)["deployable"]
+    assert not verdict["ok"] and "flash" in verdict["shortfalls"]
+    assert "does not fit" in small.stderr and "Traceback" not in small.stderr
+
+
+@pytest.mark.parametrize("target, user_file, generated", [
+    ("esp-idf", "main/main.cpp", "main/model_data.cpp"),
+    ("arduino", "mlp_int8.ino", "model_data.cpp"),
+    ("zephyr", "src/main.cpp", "src/model_data.cpp"),
+])
+def test_each_target_keeps_the_users_files(models, tmp_path, target, user_file, generated):
+    """The files the generated README calls the user's are never rewritten; tinygen's are."""
+    args = ["new", "--target", target, "--output", str(tmp_path), str(models["mlp"].tflite["int8"])]
+    assert run(*args).returncode == 0
+    project = tmp_path / "mlp_int8"
+    assert f"`{user_file}`" in (project / "README.md").read_text()
+    manifest = json.loads((project / ".tinygen-manifest.json").read_text())
+    assert user_file in manifest["user_files"] and user_file not in manifest["files"]
+    (project / user_file).write_text("// mine\n")
+    (project / generated).write_text("// stale\n")
+    forced = run(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (project / user_file).read_text() == "// mine\n"
+    assert "g_model_data[]" in (project / generated).read_text()

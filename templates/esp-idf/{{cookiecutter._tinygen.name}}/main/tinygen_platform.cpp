@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "esp_heap_caps.h"
 #include "esp_timer.h"
 
 namespace tinygen {
@@ -13,5 +14,10 @@ uint32_t timer_elapsed_us(uint32_t start) { return timer_now() - start; }
 
 // stdout is the ESP-IDF console (UART or USB, per sdkconfig), what idf.py monitor shows.
 void print_line(const char* text) { printf("%s\n", text); }
+
+// External PSRAM, 16-byte aligned (as TFLite-Micro wants the arena); nullptr without it.
+void* allocate_psram(size_t bytes) {
+  return heap_caps_aligned_alloc(16, bytes, MALLOC_CAP_SPIRAM | MALLOC_CAP_8BIT);
+}
 
 }  // namespace tinygen
