@@ -1,15 +1,17 @@
-"""Benchmarks (run by hand: `make bench`). Prints four tables:
+"""Benchmarks (run by hand: `make bench`). Prints five tables:
 
 1. Arena on the boards: for published models, the arena tinygen emits for a board vs the
    smallest that really works there, measured on a 32-bit core with the board's pinned
    library (bench/arena_evidence.yaml says how). Targets: never below, at most 5% above.
    Needs the models: CORPUS=DIR (default ../shared/corpus); missing ones are listed.
-2. Arena on the host: the memory plan tinygen simulates vs the host runtime's own, and the
+2. Latency: every published figure the latency estimate is calibrated on, beside the estimate
+   fitted on all points and fitted without that point (leave-one-out).
+3. Arena on the host: the memory plan tinygen simulates vs the host runtime's own, and the
    host runtime's minimum (scanned down in 16-byte steps) for six kinds of model, beside what
    two hand rules give (a hand-set 10 KB, as in many tutorials, and "10x the model size").
-2. Accuracy: a small CNN on scikit-learn's digits (bundled with scikit-learn, no download),
+4. Accuracy: a small CNN on scikit-learn's digits (bundled with scikit-learn, no download),
    float Keras vs int8 on TFLite-Micro, through `tinygen verify`. Target: drop <= 1 point.
-3. Speed: `tinygen new` wall time for .tflite input vs .keras input vs a bare TensorFlow
+5. Speed: `tinygen new` wall time for .tflite input vs .keras input vs a bare TensorFlow
    import + load + convert, measured in the same run. Targets: .tflite < 1 s, .keras <= 1.3x
    bare.
 """
@@ -104,6 +106,50 @@ def board_arena_table() -> None:
               f"{sum(r < 1 for r in ratios)} below, {sum(r > 1.05 for r in ratios)} more than 5% above")
     if missing:
         print(f"not found under {corpus} (or another file): {', '.join(sorted(set(missing)))}")
+
+
+def latency_table() -> None:
+    """Every published latency the estimate is calibrated on, beside the estimate for it: fitted
+    on all of its calibration's points, and fitted without it (leave-one-out: how far off the
+    estimate is for a model it has not seen). Points kept for comparison only (`older`) are
+    estimated with the calibration fitted on all points. Also recounts each reference model's
+    work from its published file (CORPUS) and stops on a difference with data/latency.yaml."""
+    from generator.analyze import analyze
+    from generator.latency import calibration_data, fit, point_cycles, reference_work
+    from generator.layers import model_cost
+
+    data = calibration_data()
+    corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
+    for key, entry in data["models"].items():
+        path = corpus / entry["file"]
+        if path.is_file():
+            counted = model_cost(analyze(path.read_bytes()))
+            assert counted == reference_work(key), f"{key}: {entry['file']} counts {counted}, latency.yaml says {entry}"
+        else:
+            print(f"(not recounted: {path} not found)")
+    print("\nLatency estimate vs published (estimate fitted on all points / without the point)")
+    print(f"{'calibration':<19}{'model':<15}{'MHz':>5}{'published ms':>14}{'fitted':>10}{'err':>7}"
+          f"{'left out':>10}{'err':>7}")
+    errors = []
+    for key, calibration in data["calibrations"].items():
+        points = calibration["points"]
+        everything = fit(points)
+        rows = [(p, False) for p in points] + [(p, True) for p in calibration.get("older", [])]
+        for point, older in rows:
+            work = reference_work(point["model"])
+            published = point["latency_ms"]
+            fitted = everything.cycles(work) / (point["clock_mhz"] * 1e3)
+            line = (f"{key:<19}{point['model'] + (' (older)' if older else ''):<15}{point['clock_mhz']:>5}"
+                    f"{published:>14,.1f}{fitted:>10,.1f}{fitted / published - 1:>+7.0%}")
+            others = [p for p in points if p is not point]
+            if not older and others:
+                left_out = fit(others).cycles(work) / (point["clock_mhz"] * 1e3)
+                errors.append(left_out / published - 1)
+                line += f"{left_out:>10,.1f}{left_out / published - 1:>+7.0%}"
+            print(line)
+    if errors:
+        print(f"leave-one-out error over {len(errors)} points: median {sorted(map(abs, errors))[len(errors) // 2]:.0%}, "
+              f"largest {max(map(abs, errors)):.0%} (calibrations with one point cannot leave one out)")
 
 
 def arena_table(models: dict[str, tuple[Path, Path]], folder: Path) -> dict[str, Path]:
@@ -206,6 +252,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         board_arena_table()
+        latency_table()
         models = make_models(folder)
         tflites = arena_table(models, folder)
         accuracy_table(folder)

@@ -69,9 +69,24 @@ _model_argument = click.argument("model", type=click.Path(path_type=Path))
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 
 
+def _add_user_boards(ctx, param, paths) -> None:
+    for path in paths:
+        boards.add_user_boards(path)
+
+
+# Eager: the boards are in the catalog before --board is looked up.
+_boards_file_option = click.option(
+    "--boards", "boards_files", type=click.Path(path_type=Path), multiple=True, is_eager=True,
+    expose_value=False, callback=_add_user_boards,
+    help="YAML file of your own boards, in the layout and with the fields of tinygen's catalog "
+    "(`targets: <target>: boards: <id>: {...}`; `based_on: <catalog board>` starts from one). "
+    "Repeatable.")
+
+
 def _analysis_target_options(what: str):
     """--target/--board of the commands that analyse without generating (default esp-idf)."""
     def decorate(command):
+        command = _boards_file_option(command)
         command = click.option("--board", default=None, help=_board_help())(command)
         return click.option("--target", type=click.Choice(TARGETS), default="esp-idf", show_default=True,
                             help=f"Target whose {what}.")(command)
@@ -98,6 +113,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--target", required=True, type=click.Choice(TARGETS), help="Firmware ecosystem.")
 @click.option("--board", default=None, help=_board_help())
+@_boards_file_option
 @click.option("--name", default=None,
               help="Project name (folder, sketch, CMake project). Default: the model file name. "
               "Reduced to letters, digits, '_' and '-'.")
@@ -112,14 +128,21 @@ def cli() -> None:
 @click.option("--force", is_flag=True,
               help="Regenerate over a project tinygen made: its own files are rewritten (a copy of "
               "any you edited is kept as *.user-backup); your application files are never touched.")
+@click.option("--profile", "with_profile", is_flag=True,
+              help="Firmware that prints each operator's time after the self-test (TFLite-Micro's "
+              "profiler hook); read a saved serial log back with `tinygen profile LOG`. Off: no "
+              "profiling code is compiled.")
 @_model_argument
-def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, model) -> None:
-    """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite)."""
-    from .context import build_context, golden_arrays, model_array
+def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, with_profile,
+        model) -> None:
+    """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite), with
+    MODEL_REPORT.md: what the model costs on the board and how each figure was obtained."""
+    from . import report as views
     from .fit import require_fit
     from .naming import project_name
     from .pipeline import prepare
-    from .render import check_destination, render_project
+    from .project import write_project
+    from .render import check_destination
 
     progress = _progress()
     project = project_name(name if name is not None else model.stem if model.suffix else model.name)
@@ -130,9 +153,8 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
                        labels_path=labels_path)
     prepared.require_resolution()
     require_fit(prepared.fit)
-    context = build_context(prepared, project)
-    blobs = {"model_array": model_array(prepared), "golden_arrays": golden_arrays(prepared.golden)}
-    rendered = render_project(context, blobs, prepared.board["template"], output_dir, force)
+    written = write_project(prepared, project, output_dir, force, profile=with_profile)
+    rendered, inspection = written.rendered, written.inspection
 
     report, arena, resolution = prepared.report, prepared.arena, prepared.resolution
     click.echo(f"{'Updated' if rendered.regenerated else 'Created'} {rendered.path} for {prepared.board.name}: "
@@ -143,6 +165,12 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
     click.echo(f"  arena      {arena.arena_bytes:,} bytes ({arena.breakdown()})")
     click.echo(f"  fit        {prepared.fit.summary()}")
     click.echo(f"  arena in   {prepared.fit.placement}")
+    if inspection.latency is not None:
+        click.echo(f"  latency    ~{views.format_ms(inspection.latency.milliseconds)} ms per inference "
+                   f"(an estimate; {views.REPORT_FILE} says how it was made)")
+    if with_profile:
+        click.echo("  profile    the firmware prints each operator's time after the self-test; "
+                   f"save the serial log and run `tinygen profile LOG --project {rendered.path}`")
     if prepared.labels:
         click.echo(f"  labels     {len(prepared.labels)}: {', '.join(prepared.labels[:8])}"
                    + (", ..." if len(prepared.labels) > 8 else ""))
@@ -160,102 +188,49 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
 @_quantize_option
 @_calibration_option
 @_json_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="table: for a terminal; json: one object (as --json); markdown: "
+              "the report `new` writes to MODEL_REPORT.md.")
 @_model_argument
 @click.pass_context
-def inspect(ctx, target, board, quantize, calibration_data, as_json, model) -> None:
-    """Show MODEL's operators, tensors, arena and sizes (what `new` would emit), then whether
-    it fits each board in the catalog. Exits 1 when it cannot run on, or does not fit, the
-    board asked about (default: the target's default board), so CI can gate on it."""
-    from .fit import deployability, fit_every_board
+def inspect(ctx, target, board, quantize, calibration_data, as_json, output_format, model) -> None:
+    """Show what MODEL costs on a board: operators, tensors, per-layer MACs, weights and memory,
+    arena, latency estimate and fit, then whether it fits each board in the catalog. Exits 1
+    when it cannot run on, or does not fit, the board asked about (default: the target's
+    default board), so CI can gate on it."""
+    from . import report as views
     from .pipeline import prepare
 
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
                        progress=_progress(), allow_unsupported=True)
-    every_board = fit_every_board(prepared.report, prepared.arena, prepared.emitted_bytes)
-    verdict = deployability(prepared)
-    if as_json:
-        click.echo(json.dumps(_inspection(prepared, every_board, verdict), indent=2))
+    inspection = views.inspect(prepared)
+    if as_json or output_format == "json":
+        click.echo(json.dumps(views.to_dict(inspection), indent=2))
+    elif output_format == "markdown":
+        click.echo(views.to_markdown(inspection))
     else:
-        _print_inspection(prepared, every_board, verdict)
-    if not verdict["ok"]:
-        click.echo(f"Error: {verdict['reason']}", err=True)
+        click.echo(views.to_text(inspection))
+    if not inspection.verdict["ok"]:
+        click.echo(f"Error: {inspection.verdict['reason']}", err=True)
         ctx.exit(1)
 
 
-def _inspection(prepared, every_board, verdict) -> dict:
-    from .analyze import report_to_dict
+@cli.command()
+@click.option("--project", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="The project the firmware was built from (made by `tinygen new --profile`).")
+@_json_option
+@click.argument("log", type=click.Path(path_type=Path))
+def profile(project, as_json, log) -> None:
+    """Read a saved serial LOG of a `tinygen new --profile` firmware and show each operator's
+    measured time beside tinygen's estimate for it. Exits 1 when the log holds no complete
+    profile or its operators are not the project's model."""
+    from .profile import compare
 
-    report, arena, fit = prepared.report, prepared.arena, prepared.fit
-    resolution = prepared.resolution
-    return report_to_dict(report) | {
-        "target": prepared.board.target,
-        "board": prepared.board.id,
-        "deployable": verdict,
-        "resolver_size": resolution.size if resolution else None,
-        "resolver": [{"op": r.op, "method": r.method} for r in resolution.registrations] if resolution else None,
-        "labels": prepared.labels,
-        "arena_bytes": arena.arena_bytes,
-        "arena_min_bytes": arena.arena_min_bytes,
-        "arena_scratch_bytes": arena.scratch_bytes,
-        "arena_kernels": arena.kernels,
-        "arena_library": arena.simulation.library,
-        "arena_head_bytes": arena.simulation.head_bytes,
-        "arena_tail_bytes": arena.simulation.tail_bytes,
-        "arena_phases": arena.simulation.phases,
-        "arena_requests": [{"operator": r.op_index, "op": r.op, "bytes": r.bytes,
-                            "persistent": r.persistent, "source": r.source}
-                           for r in arena.simulation.requests],
-        "tflm_runtime": arena.runtime,
-        "fit": fit.to_dict(),
-        "boards": [{"target": t, "board": b} | row.to_dict() for (t, b), row in every_board.items()],
-    }
-
-
-def _print_inspection(prepared, every_board, verdict) -> None:
-    report, arena, fit, resolution = prepared.report, prepared.arena, prepared.fit, prepared.resolution
-    board = prepared.board
-    click.echo(f"Model       {prepared.model_path} ({prepared.model_kind}, quantization {report.quantization_label})")
-    click.echo(f"Size        {report.model_bytes:,} bytes, {report.parameter_count:,} parameters, "
-               f"{report.tensor_count} tensors, sha256 {report.sha256[:16]}")
-    if resolution is not None:
-        click.echo(f"Operators   {resolution.size} distinct (MicroMutableOpResolver<{resolution.size}>)")
-        for r in resolution.registrations:
-            click.echo(f"  {r.op:<24} {r.method}()")
+    comparison = compare(log, project)
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2))
     else:
-        click.echo(f"Operators   {', '.join(report.ops + report.custom_ops)}")
-    for title, tensors in (("Inputs", report.inputs), ("Outputs", report.outputs)):
-        click.echo(title)
-        for t in tensors:
-            quant = f" scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
-            click.echo(f"  {t.display_name:<32} {str(t.shape):<16} {t.numpy_dtype or t.dtype}{quant}")
-    if prepared.labels:
-        click.echo(f"Labels      {', '.join(prepared.labels)}")
-    click.echo(f"Arena       {arena.arena_bytes:,} bytes for {board.target}/{board.id} "
-               f"({arena.breakdown()}; tflite-micro {arena.runtime})")
-    for line in arena.detail:
-        click.echo(f"  {line}")
-    click.echo(f"Fit         {fit.summary()}")
-    click.echo(f"            arena in {fit.placement}")
-    _print_board_table(every_board)
-    click.echo(f"Verdict     {board.target}/{board.id}: " + ("deployable" if verdict["ok"] else verdict["reason"]))
-
-
-def _print_board_table(every_board) -> None:
-    click.echo("Every board (model and arena measured; runtime flash/RAM are estimates, see "
-               "`tinygen boards`)")
-    click.echo(f"  {'target':<9}{'board':<19}{'arena B':>9}{'flash need / have':>25}"
-               f"{'RAM need / have':>23}  fits")
-    for (target, board_id), row in every_board.items():
-        if row.fit is None:
-            click.echo(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}  no: {row.short_reason}")
-            continue
-        f = row.fit
-        flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
-        ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
-        verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
-        if f.arena_in_psram:
-            verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
-        click.echo(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}  {verdict}")
+        click.echo(comparison.to_text())
 
 
 @cli.command()
@@ -333,15 +308,18 @@ def _print_verification(prepared, result) -> None:
 
 @cli.command(name="boards")
 @click.option("--target", type=click.Choice(TARGETS), default=None, help="Only this target.")
+@_boards_file_option
 def list_boards(target) -> None:
-    """List the boards of each target with their memory budgets."""
+    """List the boards of each target with their memory budgets, clock and kernels."""
     for t in [target] if target else TARGETS:
         click.echo(f"{t} (default {boards.default_board(t)}):")
         for board_id in boards.board_ids(t):
             b = boards.get_board(t, board_id)
-            psram = f"  PSRAM {b['psram_bytes']:>9,} B" if b.get("psram_bytes") else ""
-            click.echo(f"  {board_id:<20} flash {b['flash_bytes']:>10,} B  RAM {b['ram_bytes']:>9,} B  "
-                       f"kernels {b['kernels']:<23} {b.name}{psram}")
+            psram = f"  PSRAM {b['psram_bytes']:,} B" if b.get("psram_bytes") else ""
+            clock = f"{b['cpu_mhz']:>4} MHz" if b.get("cpu_mhz") else "       -"
+            source = boards.user_board_source(t, board_id)
+            click.echo(f"  {board_id:<20} flash {b['flash_bytes']:>10,} B  RAM {b['ram_bytes']:>9,} B  {clock}  "
+                       f"kernels {b['kernels']:<23} {b.name}{psram}" + (f"  (from {source})" if source else ""))
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def tensor_context(tensor) -> dict:
     }
 
 
-def build_context(prepared: Prepared, name: str) -> dict:
+def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
     report, board, arena, golden_vectors = prepared.report, prepared.board, prepared.arena, prepared.golden
     resolution = prepared.require_resolution()
     class_output = first_output(report.outputs)
@@ -113,6 +113,8 @@ def build_context(prepared: Prepared, name: str) -> dict:
                     for t, steps in zip(report.outputs, golden_vectors.tolerance_steps)],
         "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
         "resource_variables": resource_variable_count(report),
+        "profile": profile,  # --profile: time each operator (tinygen_model.cpp)
+        "operator_count": sum(1 for op in report.operators if op.subgraph == 0),
         "state": report.state,
         "class_output": class_output,
         "labels": [c_string(label) for label in prepared.labels],

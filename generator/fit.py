@@ -13,6 +13,8 @@ from .analyze import ModelReport
 from .arena import ArenaPlan, plan_arena
 from .boards import Board, board_ids, get_board, target_names
 from .errors import TinygenError
+from .latency import Estimate, estimate
+from .layers import model_cost
 from .resolver import load_table, resolve
 from .runtime import RuntimeSize, runtime_size
 
@@ -118,6 +120,7 @@ class BoardFit:
 
     fit: Fit | None  # None when the board's TFLite-Micro lacks one of the model's operators
     unsupported: str  # the error message in that case
+    latency: Estimate | None = None  # estimated inference time (None: no calibration)
 
     @property
     def short_reason(self) -> str:
@@ -125,9 +128,10 @@ class BoardFit:
         return self.unsupported.split(",")[0]
 
     def to_dict(self) -> dict:
+        latency = {"latency_estimate": self.latency.to_dict() if self.latency else None}
         if self.fit is None:
-            return {"ok": False, "unsupported": self.unsupported}
-        return self.fit.to_dict()
+            return {"ok": False, "unsupported": self.unsupported} | latency
+        return self.fit.to_dict() | latency
 
 
 def deployability(prepared) -> dict:
@@ -149,6 +153,7 @@ def fit_every_board(report: ModelReport, arena: ArenaPlan, emitted_bytes: int) -
     once (`arena`); each board's arena is simulated for its own library and kernels, and its
     own op table checked."""
     rows = {}
+    work = model_cost(report)
     for target in target_names():
         for board_id in board_ids(target):
             board = get_board(target, board_id)
@@ -159,5 +164,5 @@ def fit_every_board(report: ModelReport, arena: ArenaPlan, emitted_bytes: int) -
                 continue
             own = plan_arena(report, arena.arena_min_bytes, arena.host, board["tflm_library"], board["kernels"])
             rows[target, board_id] = BoardFit(fit=fit(board, report, emitted_bytes, own.arena_bytes),
-                                              unsupported="")
+                                              unsupported="", latency=estimate(board, work))
     return rows

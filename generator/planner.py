@@ -75,7 +75,7 @@ class Plan:
     def head_bytes(self) -> int:
         return max((o + b.size for o, b in zip(self.offsets, self.buffers)), default=0)
 
-    def live_bytes_at(self, op: int) -> int:
+    def high_water_at(self, op: int) -> int:
         """The highest offset in use while operator `op` runs."""
         return max((o + b.size for o, b in zip(self.offsets, self.buffers) if b.first <= op <= b.last), default=0)
 

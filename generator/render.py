@@ -76,9 +76,12 @@ def user_owned_patterns(template: str, name: str) -> list[str]:
 
 
 def render_project(context: dict, blobs: dict[str, str], template: str, output_dir: Path,
-                   force: bool = False) -> RenderedProject:
+                   force: bool = False, documents: dict[str, str] | None = None,
+                   facts: dict | None = None) -> RenderedProject:
     """Render into `output_dir/<context['name']>`. `blobs` holds large pre-formatted text
-    (model array, golden vectors) that the firmware templates place verbatim."""
+    (model array, golden vectors) that the firmware templates place verbatim; `documents` are
+    finished files for the project's top folder (e.g. MODEL_REPORT.md), tinygen's like the
+    rest; `facts` go into the manifest for later commands (e.g. `tinygen profile`)."""
     output_dir = Path(output_dir)
     destination = output_dir / context["name"]
     previous = check_destination(destination, force)
@@ -92,19 +95,22 @@ def render_project(context: dict, blobs: dict[str, str], template: str, output_d
     try:
         project = _render_cookiecutter(template_dir(template), context, staging)
         _render_firmware_core(context, blobs, project / context["firmware_dir"])
+        for name, text in (documents or {}).items():
+            (project / name).write_text(text, encoding="utf-8", newline="\n")
         files = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file())
         patterns = user_owned_patterns(template, context["name"])
         user_files = [f for f in files if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
         rendered = RenderedProject(path=destination, files=files, user_files=user_files,
                                    regenerated=previous is not None)
         if previous is None:
-            _write_manifest(project, {f: _sha256(project / f) for f in files if f not in user_files}, user_files)
+            _write_manifest(project, {f: _sha256(project / f) for f in files if f not in user_files}, user_files,
+                            facts or {})
             if destination.exists():
                 destination.rmdir()  # empty (checked above)
             os.replace(project, destination)
             rendered.written = files
         else:
-            _update_in_place(project, destination, previous, rendered)
+            _update_in_place(project, destination, previous, rendered, facts or {})
     except OSError as exc:
         raise TinygenError(f"Writing the project to '{destination}' failed: {exc}.") from None
     finally:
@@ -118,6 +124,20 @@ def render_project(context: dict, blobs: dict[str, str], template: str, output_d
 class PreviousRun:
     files: dict[str, str]  # tinygen's files -> SHA-256 as written
     user_files: list[str]
+
+
+def read_manifest(project: Path) -> dict:
+    """The manifest of the tinygen project in `project`."""
+    path = project / MANIFEST
+    if not path.is_file():
+        raise TinygenError(f"'{project}' is not a tinygen project (no {MANIFEST}).")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise TinygenError(f"'{path}' is unreadable: {exc}.") from None
+    if not isinstance(data, dict):
+        raise TinygenError(f"'{path}' is not a tinygen manifest.")
+    return data
 
 
 def check_destination(destination: Path, force: bool) -> PreviousRun | None:
@@ -138,10 +158,10 @@ def check_destination(destination: Path, force: bool) -> PreviousRun | None:
             f"'{destination}' is not a tinygen project (no {MANIFEST}); refusing to write into "
             "it even with --force.", hint="Choose an empty or new output folder.")
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data = read_manifest(destination)
         files = {str(name): str(digest) for name, digest in data["files"].items()}
         return PreviousRun(files=files, user_files=[str(f) for f in data.get("user_files", [])])
-    except (ValueError, KeyError, OSError, AttributeError):
+    except (TinygenError, KeyError, AttributeError):
         raise TinygenError(f"'{manifest}' is unreadable; refusing to overwrite '{destination}'.") from None
 
 
@@ -162,7 +182,8 @@ def _backup_name(path: Path) -> Path:
     return candidate
 
 
-def _update_in_place(project: Path, destination: Path, previous: PreviousRun, rendered: RenderedProject) -> None:
+def _update_in_place(project: Path, destination: Path, previous: PreviousRun, rendered: RenderedProject,
+                     facts: dict) -> None:
     """Regenerate: the user's files stay; tinygen's are rewritten where their content changed."""
     user_files = set(rendered.user_files) | set(previous.user_files)
     ours = [f for f in rendered.files if f not in user_files]
@@ -192,7 +213,8 @@ def _update_in_place(project: Path, destination: Path, previous: PreviousRun, re
         stale = destination / rel
         if stale.is_file() and not _edited(stale, previous.files[rel]):
             stale.unlink()  # tinygen's, no longer generated, never edited
-    _write_manifest(destination, manifest, sorted(user_files & set(rendered.files) | set(previous.user_files)))
+    _write_manifest(destination, manifest, sorted(user_files & set(rendered.files) | set(previous.user_files)),
+                    facts)
     rendered.user_files = sorted(user_files & set(rendered.files))
 
 
@@ -226,11 +248,12 @@ def _render_firmware_core(context: dict, blobs: dict[str, str], folder: Path) ->
         (folder / name).write_text(text, encoding="utf-8", newline="\n")
 
 
-def _write_manifest(project: Path, entries: dict[str, str], user_files: list[str]) -> None:
+def _write_manifest(project: Path, entries: dict[str, str], user_files: list[str], facts: dict) -> None:
     """tinygen's files with the SHA-256 of what it wrote, so that a later regeneration can
-    tell the user's edits from its own files, and the user's files, which it never rewrites."""
+    tell the user's edits from its own files, and the user's files, which it never rewrites;
+    then what later commands need to know of this generation (`facts`)."""
     text = json.dumps({"generator": "tinygen", "files": dict(sorted(entries.items())),
-                       "user_files": sorted(user_files)}, indent=1) + "\n"
+                       "user_files": sorted(user_files)} | facts, indent=1) + "\n"
     path = project / MANIFEST
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")

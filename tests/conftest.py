@@ -106,9 +106,8 @@ def example_model() -> ModelFiles:
 def generate(tmp_path_factory, models):
     """generate(model, target, board, quantize="int8") -> project path, rendered once per
     combination through the same library calls `tinygen new` makes."""
-    from generator.context import build_context, golden_arrays, model_array
     from generator.pipeline import prepare
-    from generator.render import render_project
+    from generator.project import write_project
 
     cache: dict = {}
     root = tmp_path_factory.mktemp("projects")
@@ -119,12 +118,9 @@ def generate(tmp_path_factory, models):
             files = models[model]
             prepared = prepare(files.tflite[quantize], target, board,
                                calibration_path=files.calibration)
-            context = build_context(prepared, f"{model}_{quantize}")
-            blobs = {"model_array": model_array(prepared),
-                     "golden_arrays": golden_arrays(prepared.golden)}
             out = root / f"{target}-{board or 'default'}"
-            rendered = render_project(context, blobs, prepared.board["template"], out)
-            cache[key] = (rendered.path, prepared)
+            written = write_project(prepared, f"{model}_{quantize}", out)
+            cache[key] = (written.rendered.path, prepared)
         return cache[key]
 
     return _generate

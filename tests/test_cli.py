@@ -155,7 +155,7 @@ def test_inspect_fit_table_covers_every_board(tmp_path):
     assert not chirale["ok"] and "REDUCE_MIN" in chirale["unsupported"]
 
     table = run("inspect", "--quantize", "none", str(tmp_path / "min.keras")).stdout
-    assert "Every board" in table and "estimates" in table
+    assert "Every board" in table and "latency is an estimate" in table
     assert re.search(r"arduino\s+nano33ble .* no: .*REDUCE_MIN", table)
 
     # Asked about the board that cannot run it: the whole table and JSON all the same, the

@@ -1,0 +1,199 @@
+"""What tinygen knows about a model on a board, in three forms from one source: JSON
+(`inspect --json`), a terminal table (`inspect`) and Markdown (`inspect --format markdown` and
+the generated project's MODEL_REPORT.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .analyze import report_to_dict
+from .fit import BoardFit, deployability, fit_every_board
+from .latency import Estimate, estimate
+from .layers import LayerRow, layer_table, model_cost
+from .pipeline import Prepared
+
+
+@dataclass
+class Inspection:
+    prepared: Prepared
+    layers: list[LayerRow]
+    every_board: dict[tuple[str, str], BoardFit]
+    verdict: dict  # fit.deployability
+    latency: Estimate | None  # for the board asked about
+    layer_ms: list[float | None]  # each layer's share of the latency estimate
+
+
+def inspect(prepared: Prepared) -> Inspection:
+    report, board = prepared.report, prepared.board
+    latency = estimate(board, model_cost(report))
+    layers = layer_table(report, prepared.arena.simulation)
+    layer_ms = [None if latency is None else latency.milliseconds_for(row.work) for row in layers]
+    return Inspection(prepared=prepared, layers=layers,
+                      every_board=fit_every_board(report, prepared.arena, prepared.emitted_bytes),
+                      verdict=deployability(prepared), latency=latency, layer_ms=layer_ms)
+
+
+def to_dict(ins: Inspection) -> dict:
+    prepared = ins.prepared
+    report, arena, resolution = prepared.report, prepared.arena, prepared.resolution
+    return report_to_dict(report) | {
+        "target": prepared.board.target,
+        "board": prepared.board.id,
+        "deployable": ins.verdict,
+        "resolver_size": resolution.size if resolution else None,
+        "resolver": [{"op": r.op, "method": r.method} for r in resolution.registrations] if resolution else None,
+        "labels": prepared.labels,
+        "arena_bytes": arena.arena_bytes,
+        "arena_min_bytes": arena.arena_min_bytes,
+        "arena_scratch_bytes": arena.scratch_bytes,
+        "arena_kernels": arena.kernels,
+        "arena_library": arena.simulation.library,
+        "arena_head_bytes": arena.simulation.head_bytes,
+        "arena_tail_bytes": arena.simulation.tail_bytes,
+        "arena_phases": arena.simulation.phases,
+        "arena_tail_parts": arena.simulation.tail_parts,
+        "arena_requests": [{"operator": r.op_index, "op": r.op, "bytes": r.bytes,
+                            "persistent": r.persistent, "source": r.source}
+                           for r in arena.simulation.requests],
+        "tflm_runtime": arena.runtime,
+        "latency_estimate": ins.latency.to_dict() if ins.latency else None,
+        "layers": [row.to_dict() | {"estimated_ms": None if ms is None else round(ms, 4)}
+                   for row, ms in zip(ins.layers, ins.layer_ms)],
+        "totals": {"macs": sum(r.macs for r in ins.layers), "weight_bytes": sum(r.weight_bytes for r in ins.layers),
+                   "model_bytes": report.model_bytes, "head_bytes": arena.simulation.head_bytes,
+                   "arena_bytes": arena.arena_bytes},
+        "fit": prepared.fit.to_dict(),
+        "boards": [{"target": t, "board": b} | row.to_dict() for (t, b), row in ins.every_board.items()],
+    }
+
+
+REPORT_FILE = "MODEL_REPORT.md"
+
+
+def format_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}" if value >= 1 else f"{value:.3f}"
+
+
+def _shape(shape: list[int]) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
+
+
+def layer_lines(ins: Inspection) -> list[tuple]:
+    """One tuple per layer: the columns both the table and the Markdown show."""
+    return [(row.index, row.op, _shape(row.output_shape), f"{row.weight_bytes:,}",
+             f"{row.macs:,}" if row.macs else f"({row.ops:,} ops)", f"{row.live_bytes:,}",
+             f"{row.scratch_bytes:,}" if row.scratch_bytes else "-", format_ms(ms), "*" if row.peak else "")
+            for row, ms in zip(ins.layers, ins.layer_ms)]
+
+
+LAYER_HEADER = ("#", "op", "output", "weights B", "MACs", "live B", "scratch B", "est. ms", "peak")
+
+
+def to_text(ins: Inspection) -> str:
+    prepared = ins.prepared
+    report, arena, fit, resolution, board = (prepared.report, prepared.arena, prepared.fit,
+                                             prepared.resolution, prepared.board)
+    out = [f"Model       {prepared.model_path} ({prepared.model_kind}, quantization {report.quantization_label})",
+           f"Size        {report.model_bytes:,} bytes, {report.parameter_count:,} parameters, "
+           f"{report.tensor_count} tensors, sha256 {report.sha256[:16]}"]
+    if resolution is not None:
+        out.append(f"Operators   {resolution.size} distinct (MicroMutableOpResolver<{resolution.size}>)")
+        out += [f"  {r.op:<24} {r.method}()" for r in resolution.registrations]
+    else:
+        out.append(f"Operators   {', '.join(report.ops + report.custom_ops)}")
+    for title, tensors in (("Inputs", report.inputs), ("Outputs", report.outputs)):
+        out.append(title)
+        for t in tensors:
+            quant = f" scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
+            out.append(f"  {t.display_name:<32} {str(t.shape):<16} {t.numpy_dtype or t.dtype}{quant}")
+    if prepared.labels:
+        out.append(f"Labels      {', '.join(prepared.labels)}")
+    out.append(f"Layers      per operator on {board.target}/{board.id} (* sets the arena's head; est. ms: "
+               "estimate)")
+    lines = [LAYER_HEADER] + layer_lines(ins)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(LAYER_HEADER))]
+    for line in lines:  # op and output shape left-aligned, numbers right-aligned
+        out.append("  " + "  ".join(f"{str(v):<{w}}" if i in (1, 2) else f"{str(v):>{w}}"
+                                    for i, (v, w) in enumerate(zip(line, widths))).rstrip())
+    totals = to_dict(ins)["totals"]
+    out.append(f"  total: {totals['macs']:,} MACs, {totals['weight_bytes']:,} B of weights in a "
+               f"{report.model_bytes:,}-byte model; memory plan {arena.simulation.head_bytes:,} B")
+    out.append(f"Arena       {arena.arena_bytes:,} bytes for {board.target}/{board.id} "
+               f"({arena.breakdown()}; tflite-micro {arena.runtime})")
+    out += [f"  {line}" for line in arena.detail]
+    if ins.latency is not None:
+        out.append(f"Latency     ~{format_ms(ins.latency.milliseconds)} ms per inference (estimate: {ins.latency.basis})")
+    else:
+        out.append("Latency     no estimate for this board (no published calibration)")
+    out.append(f"Fit         {fit.summary()}")
+    out.append(f"            arena in {fit.placement}")
+    out.append("Every board (model and arena computed; runtime flash/RAM measured where marked in "
+               "`inspect --json`; latency is an estimate)")
+    out.append(f"  {'target':<9}{'board':<19}{'arena B':>9}{'flash need / have':>25}"
+               f"{'RAM need / have':>23}{'~ms':>9}  fits")
+    for (target, board_id), row in ins.every_board.items():
+        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
+        if row.fit is None:
+            out.append(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}{ms:>9}  no: {row.short_reason}")
+            continue
+        f = row.fit
+        verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
+        if f.arena_in_psram:
+            verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
+        flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
+        ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
+        out.append(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}{ms:>9}  {verdict}")
+    out.append(f"Verdict     {board.target}/{board.id}: " + ("deployable" if ins.verdict["ok"] else ins.verdict["reason"]))
+    return "\n".join(out)
+
+
+def to_markdown(ins: Inspection) -> str:
+    prepared = ins.prepared
+    report, arena, fit, board = prepared.report, prepared.arena, prepared.fit, prepared.board
+
+    def table(header, rows) -> list[str]:
+        return (["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+                + ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows])
+
+    md = [f"# {prepared.model_path.name} on {board.name}", "",
+          "Everything below was computed by tinygen from the model file and the board's pinned "
+          "library; how each figure was obtained is said beside it.", "",
+          "## Model", ""]
+    md += table(("", ""), [
+        ("file", f"`{prepared.model_path.name}` ({prepared.model_kind})"),
+        ("size", f"{report.model_bytes:,} bytes, {report.parameter_count:,} parameters, SHA-256 `{report.sha256}`"),
+        ("quantization", report.quantization_label),
+        ("operators", ", ".join(report.ops + report.custom_ops)),
+        *[(f"input {i}", f"`{t.display_name}` {t.shape} {t.numpy_dtype}") for i, t in enumerate(report.inputs)],
+        *[(f"output {i}", f"`{t.display_name}` {t.shape} {t.numpy_dtype}") for i, t in enumerate(report.outputs)],
+    ])
+    md += ["", f"## Layers on {board.target}/{board.id}", "",
+           "MACs and weights from the flatbuffer; live B: activation and scratch buffers in use while "
+           "the layer runs (the memory plan); scratch B: what this board's kernels ask for; est. ms: "
+           "the latency estimate's share (an estimate); peak: the layer that sets the arena's head.", ""]
+    md += table(LAYER_HEADER, layer_lines(ins))
+    md += ["", "## Arena", "",
+           f"**{arena.arena_bytes:,} bytes**: {arena.breakdown()}.", ""]
+    md += [f"- {line}" for line in arena.detail]
+    md += ["", "Simulated for this board's library (tinygen's `allocator.py`, checked against real "
+           "32-bit runs of published models: `bench/arena_evidence.yaml` in tinygen's repository).", ""]
+    md += ["## Latency", ""]
+    md += [f"About **{format_ms(ins.latency.milliseconds)} ms** per inference: an estimate, {ins.latency.basis}."
+           if ins.latency else "No estimate for this board (no published calibration)."]
+    md += ["", "## Fit", "", f"{fit.summary()}. The arena is in {fit.placement}. Runtime figures: "
+           f"{fit.runtime.source}.", "", "## Every board", ""]
+    rows = []
+    for (target, board_id), row in ins.every_board.items():
+        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
+        if row.fit is None:
+            rows.append((target, board_id, "-", "-", "-", ms, f"no: {row.short_reason}"))
+        else:
+            f = row.fit
+            rows.append((target, board_id, f"{f.arena_bytes:,}", f"{f.flash_needed:,} / {f.board['flash_bytes']:,}",
+                         f"{f.ram_needed:,} / {f.board['ram_bytes']:,}", ms,
+                         "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)))
+    md += table(("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "fits"), rows)
+    md += ["", f"Verdict for {board.target}/{board.id}: "
+           + ("deployable." if ins.verdict["ok"] else ins.verdict["reason"] + "."), ""]
+    return "\n".join(md)
