@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import TinygenError
 from .render import read_manifest
+from .report import aligned
 
 PREFIX = "tinygen profile: "
 _HEADER = re.compile(r"generation 0x([0-9a-fA-F]{1,8}), (\d+) operators")
@@ -112,10 +113,7 @@ class ProfileComparison:
             table.append((row["index"], row["op"], f"{row['measured_ms']:.3f}",
                           "-" if row["estimated_ms"] is None else f"{row['estimated_ms']:.3f}",
                           "-" if ratio is None else f"{ratio:.2f}"))
-        widths = [max(len(str(line[i])) for line in table) for i in range(5)]
-        for line in table:
-            out.append("  " + "  ".join(f"{str(v):<{w}}" if i == 1 else f"{str(v):>{w}}"
-                                        for i, (v, w) in enumerate(zip(line, widths))))
+        out += aligned(table, left=(1,))
         latency = ref.get("latency_estimate")
         out.append(f"Total       measured {self.run.total_us / 1000:.3f} ms in the operators, "
                    f"{self.run.invoke_us / 1000:.3f} ms for Invoke()")

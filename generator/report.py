@@ -88,6 +88,31 @@ def layer_lines(ins: Inspection) -> list[tuple]:
 
 
 LAYER_HEADER = ("#", "op", "output", "weights B", "MACs", "live B", "scratch B", "est. ms", "peak")
+BOARD_HEADER = ("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "fits")
+
+
+def board_lines(ins: Inspection) -> list[tuple]:
+    """One tuple per catalog board: the columns both the table and the Markdown show."""
+    lines = []
+    for (target, board_id), row in ins.every_board.items():
+        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
+        if row.fit is None:
+            lines.append((target, board_id, "-", "-", "-", ms, f"no: {row.short_reason}"))
+            continue
+        f = row.fit
+        verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
+        if f.arena_in_psram:
+            verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
+        lines.append((target, board_id, f"{f.arena_bytes:,}", f"{f.flash_needed:,} / {f.board['flash_bytes']:,}",
+                      f"{f.ram_needed:,} / {f.board['ram_bytes']:,}", ms, verdict))
+    return lines
+
+
+def aligned(lines: list[tuple], left: tuple[int, ...]) -> list[str]:
+    """Columns padded to their widest cell: the `left` ones left-aligned, the others right."""
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
+    return ["  " + "  ".join(f"{str(v):<{w}}" if i in left else f"{str(v):>{w}}"
+                             for i, (v, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
 
 
 def to_text(ins: Inspection) -> str:
@@ -111,11 +136,7 @@ def to_text(ins: Inspection) -> str:
         out.append(f"Labels      {', '.join(prepared.labels)}")
     out.append(f"Layers      per operator on {board.target}/{board.id} (* sets the arena's head; est. ms: "
                "estimate)")
-    lines = [LAYER_HEADER] + layer_lines(ins)
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(LAYER_HEADER))]
-    for line in lines:  # op and output shape left-aligned, numbers right-aligned
-        out.append("  " + "  ".join(f"{str(v):<{w}}" if i in (1, 2) else f"{str(v):>{w}}"
-                                    for i, (v, w) in enumerate(zip(line, widths))).rstrip())
+    out += aligned([LAYER_HEADER] + layer_lines(ins), left=(1, 2))
     totals = to_dict(ins)["totals"]
     out.append(f"  total: {totals['macs']:,} MACs, {totals['weight_bytes']:,} B of weights in a "
                f"{report.model_bytes:,}-byte model; memory plan {arena.simulation.head_bytes:,} B")
@@ -130,20 +151,7 @@ def to_text(ins: Inspection) -> str:
     out.append(f"            arena in {fit.placement}")
     out.append("Every board (model and arena computed; runtime flash/RAM measured where marked in "
                "`inspect --json`; latency is an estimate)")
-    out.append(f"  {'target':<9}{'board':<19}{'arena B':>9}{'flash need / have':>25}"
-               f"{'RAM need / have':>23}{'~ms':>9}  fits")
-    for (target, board_id), row in ins.every_board.items():
-        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
-        if row.fit is None:
-            out.append(f"  {target:<9}{board_id:<19}{'-':>9}{'-':>25}{'-':>23}{ms:>9}  no: {row.short_reason}")
-            continue
-        f = row.fit
-        verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
-        if f.arena_in_psram:
-            verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
-        flash = f"{f.flash_needed:,} / {f.board['flash_bytes']:,}"
-        ram = f"{f.ram_needed:,} / {f.board['ram_bytes']:,}"
-        out.append(f"  {target:<9}{board_id:<19}{f.arena_bytes:>9,}{flash:>25}{ram:>23}{ms:>9}  {verdict}")
+    out += aligned([BOARD_HEADER] + board_lines(ins), left=(0, 1, 6))
     out.append(f"Verdict     {board.target}/{board.id}: " + ("deployable" if ins.verdict["ok"] else ins.verdict["reason"]))
     return "\n".join(out)
 
@@ -183,17 +191,7 @@ def to_markdown(ins: Inspection) -> str:
            if ins.latency else "No estimate for this board (no published calibration)."]
     md += ["", "## Fit", "", f"{fit.summary()}. The arena is in {fit.placement}. Runtime figures: "
            f"{fit.runtime.source}.", "", "## Every board", ""]
-    rows = []
-    for (target, board_id), row in ins.every_board.items():
-        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
-        if row.fit is None:
-            rows.append((target, board_id, "-", "-", "-", ms, f"no: {row.short_reason}"))
-        else:
-            f = row.fit
-            rows.append((target, board_id, f"{f.arena_bytes:,}", f"{f.flash_needed:,} / {f.board['flash_bytes']:,}",
-                         f"{f.ram_needed:,} / {f.board['ram_bytes']:,}", ms,
-                         "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)))
-    md += table(("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "fits"), rows)
+    md += table(BOARD_HEADER, board_lines(ins))
     md += ["", f"Verdict for {board.target}/{board.id}: "
            + ("deployable." if ins.verdict["ok"] else ins.verdict["reason"] + "."), ""]
     return "\n".join(md)
