@@ -115,7 +115,7 @@ def latency_table() -> None:
     estimated with the calibration fitted on all points. Also recounts each reference model's
     work from its published file (CORPUS) and stops on a difference with data/latency.yaml."""
     from generator.analyze import analyze
-    from generator.latency import calibration_data, fit, point_cycles, reference_work
+    from generator.latency import calibration_data, fit, reference_work
     from generator.layers import model_cost
 
     data = calibration_data()

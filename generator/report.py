@@ -34,6 +34,14 @@ def inspect(prepared: Prepared) -> Inspection:
                       verdict=deployability(prepared), latency=latency, layer_ms=layer_ms)
 
 
+def totals(ins: Inspection) -> dict:
+    """The layer table's sums beside the model and arena sizes they belong to."""
+    arena = ins.prepared.arena
+    return {"macs": sum(r.macs for r in ins.layers), "weight_bytes": sum(r.weight_bytes for r in ins.layers),
+            "model_bytes": ins.prepared.report.model_bytes, "head_bytes": arena.simulation.head_bytes,
+            "arena_bytes": arena.arena_bytes}
+
+
 def to_dict(ins: Inspection) -> dict:
     prepared = ins.prepared
     report, arena, resolution = prepared.report, prepared.arena, prepared.resolution
@@ -60,9 +68,7 @@ def to_dict(ins: Inspection) -> dict:
         "latency_estimate": ins.latency.to_dict() if ins.latency else None,
         "layers": [row.to_dict() | {"estimated_ms": None if ms is None else round(ms, 4)}
                    for row, ms in zip(ins.layers, ins.layer_ms)],
-        "totals": {"macs": sum(r.macs for r in ins.layers), "weight_bytes": sum(r.weight_bytes for r in ins.layers),
-                   "model_bytes": report.model_bytes, "head_bytes": arena.simulation.head_bytes,
-                   "arena_bytes": arena.arena_bytes},
+        "totals": totals(ins),
         "fit": prepared.fit.to_dict(),
         "boards": [{"target": t, "board": b} | row.to_dict() for (t, b), row in ins.every_board.items()],
     }
@@ -137,8 +143,8 @@ def to_text(ins: Inspection) -> str:
     out.append(f"Layers      per operator on {board.target}/{board.id} (* sets the arena's head; est. ms: "
                "estimate)")
     out += aligned([LAYER_HEADER] + layer_lines(ins), left=(1, 2))
-    totals = to_dict(ins)["totals"]
-    out.append(f"  total: {totals['macs']:,} MACs, {totals['weight_bytes']:,} B of weights in a "
+    sums = totals(ins)
+    out.append(f"  total: {sums['macs']:,} MACs, {sums['weight_bytes']:,} B of weights in a "
                f"{report.model_bytes:,}-byte model; memory plan {arena.simulation.head_bytes:,} B")
     out.append(f"Arena       {arena.arena_bytes:,} bytes for {board.target}/{board.id} "
                f"({arena.breakdown()}; tflite-micro {arena.runtime})")
