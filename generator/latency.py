@@ -82,6 +82,12 @@ class Estimate:
                 "cycles_per_output_element": round(self.model.cycles_per_output, 4)}
 
 
+@lru_cache(maxsize=None)
+def calibrated(key: str) -> CycleModel:
+    """The cycle model of calibration `key`, fitted once (inspect estimates every board)."""
+    return fit(calibration_data()["calibrations"][key]["points"])
+
+
 def estimate(board: Board, work: Work) -> Estimate | None:
     """None for a board with no calibration (an emulator) or no clock."""
     key = board.get("latency_calibration")
@@ -89,7 +95,7 @@ def estimate(board: Board, work: Work) -> Estimate | None:
     if not key or not mhz:
         return None
     calibration = calibration_data()["calibrations"][key]
-    model = fit(calibration["points"])
+    model = calibrated(key)
     basis = f"calibrated on {calibration['system']}, scaled to {mhz} MHz"
     if board.get("latency_note"):
         basis += f"; {board['latency_note']}"

@@ -103,15 +103,24 @@ def _esp_nn_conv_dims(layer: Layer):
             _u16(pad_w), _u16(pad_h), _u16(layer.option("strideW", 1)), _u16(layer.option("strideH", 1)))
 
 
+def _esp_nn_pointwise(f_w: int, f_h: int, pad_w: int, pad_h: int, s_w: int, s_h: int) -> bool:
+    return f_w == 1 and f_h == 1 and pad_w == 0 and pad_h == 0 and s_w == 1 and s_h == 1
+
+
+def _esp_nn_pointwise_conv_scratch(in_w: int, in_h: int, in_ch: int, out_ch: int, align_buf: int) -> int:
+    """The 1x1 branch, the same in esp-nn 1.1.2 and 1.2.3 but for `align_buf` (32, then 64)."""
+    new_ch = (in_ch + 7) & ~7
+    transpose = 0 if in_w * in_h < 8 else 2 * (8 * new_ch)
+    input_scratch = in_w * in_h * new_ch if in_ch % 8 else 0
+    return _i32(input_scratch + new_ch * out_ch + transpose + align_buf)
+
+
 def esp_nn_conv_esp32s3_1_2_3(layer: Layer) -> int:
     """esp-nn 1.2.3 (5f0a807) src/convolution/esp_nn_conv_esp32s3.c:315-386."""
     in_w, in_h, in_ch, f_w, f_h, out_w, out_h, out_ch, pad_w, pad_h, s_w, s_h = _esp_nn_conv_dims(layer)
     align_buf = 64
-    if f_w == 1 and f_h == 1 and pad_w == 0 and pad_h == 0 and s_w == 1 and s_h == 1:
-        new_ch = (in_ch + 7) & ~7
-        transpose = 0 if in_w * in_h < 8 else 2 * (8 * new_ch)
-        input_scratch = in_w * in_h * new_ch if in_ch % 8 else 0
-        return _i32(input_scratch + new_ch * out_ch + transpose + align_buf)
+    if _esp_nn_pointwise(f_w, f_h, pad_w, pad_h, s_w, s_h):
+        return _esp_nn_pointwise_conv_scratch(in_w, in_h, in_ch, out_ch, align_buf)
     row = f_w * in_ch
     window = f_w * f_h * in_ch
     if row < 16 and window >= 16:
@@ -131,11 +140,8 @@ def esp_nn_conv_esp32s3_1_1_2(layer: Layer) -> int:
     """esp-nn 1.1.2 (207dc4e) src/convolution/esp_nn_conv_esp32s3.c:98-144."""
     in_w, in_h, in_ch, f_w, f_h, _, _, out_ch, pad_w, pad_h, s_w, s_h = _esp_nn_conv_dims(layer)
     align_buf = 32
-    if f_w == 1 and f_h == 1 and pad_w == 0 and pad_h == 0 and s_w == 1 and s_h == 1:
-        new_ch = (in_ch + 7) & ~7
-        transpose = 0 if in_w * in_h < 8 else 2 * (8 * new_ch)
-        input_scratch = in_w * in_h * new_ch if in_ch % 8 else 0
-        return _i32(input_scratch + new_ch * out_ch + transpose + align_buf)
+    if _esp_nn_pointwise(f_w, f_h, pad_w, pad_h, s_w, s_h):
+        return _esp_nn_pointwise_conv_scratch(in_w, in_h, in_ch, out_ch, align_buf)
     new_ch = (in_ch + 15) & ~15
     input_scratch = 0 if pad_w == 0 and pad_h == 0 else (in_w + 2 * pad_w) * (in_h + 2 * pad_h) * in_ch
     return _i32(input_scratch + f_w * f_h * new_ch * out_ch + align_buf + out_ch * 4)
