@@ -1,4 +1,4 @@
-"""Benchmarks (run by hand: `make bench`). Prints five tables:
+"""Benchmarks (run by hand: `make bench`). Prints seven tables:
 
 1. Arena on the boards: for published models, the arena tinygen emits for a board vs the
    smallest that really works there, measured on a 32-bit core with the board's pinned
@@ -14,6 +14,12 @@
 5. Speed: `tinygen new` wall time for .tflite input vs .keras input vs a bare TensorFlow
    import + load + convert, measured in the same run. Targets: .tflite < 1 s, .keras <= 1.3x
    bare.
+6. What the board computes: per published and newly trained model and emulated board library,
+   the self-test's result on the board's pinned library (bench/numerics_evidence.yaml, from
+   bench/board_runs.py) beside what tinygen does for that board today (rewrites, tolerance).
+   Targets: every run PASSes or is refused with a reason; tolerance 0 wherever tinygen says exact.
+7. Fault injection: a broken deployment (corrupted weights, a wrong input scale, the arena over
+   the model) must not PASS on the emulated board.
 """
 
 from __future__ import annotations
@@ -73,13 +79,30 @@ def make_models(folder: Path) -> dict[str, tuple[Path, Path]]:
     return made
 
 
-def board_arena_table() -> None:
+def board_with(library: str, kernels: str):
+    """A catalog board that pins `library` with `kernels` (what an evidence row was run with)."""
+    from generator.boards import board_ids, get_board, target_names
+
+    return next(board for board in (get_board(t, b) for t in target_names() for b in board_ids(t))
+                if board["tflm_library"] == library and board["kernels"] == kernels)
+
+
+def corpus_model(corpus: Path, row: dict) -> bytes | None:
+    """The model an evidence row names, if that very file is in the corpus."""
     import hashlib
 
+    path = corpus / f"{row['model']}.tflite"
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != row["sha256"]:
+        return None
+    return path.read_bytes()
+
+
+def board_arena_table() -> None:
     import yaml
 
     from generator.analyze import analyze
     from generator.arena import host_allocations, plan_arena
+    from generator.numerics import adapt
     from generator.tflm_host import HostRuntime
 
     corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
@@ -88,14 +111,14 @@ def board_arena_table() -> None:
     print(f"{'model':<44}{'library / kernels':<42}{'emitted':>9}{'measured':>10}{'ratio':>8}")
     ratios, missing = [], []
     for row in evidence:
-        path = corpus / f"{row['model']}.tflite"
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != row["sha256"]:
+        data = corpus_model(corpus, row)
+        if data is None:
             missing.append(row["model"])
             continue
-        data = path.read_bytes()
-        with HostRuntime(data) as runtime:
+        adapted = adapt(data, analyze(data), board_with(row["library"], row["kernels"]))  # as the board gets it
+        with HostRuntime(adapted.tflite) as runtime:
             host = host_allocations(runtime)
-        emitted = plan_arena(analyze(data), 0, host, row["library"], row["kernels"]).arena_bytes
+        emitted = plan_arena(adapted.report, 0, host, row["library"], row["kernels"]).arena_bytes
         ratio = emitted / row["measured_min_bytes"]
         ratios.append(ratio)
         flag = "  BELOW" if ratio < 1 else "  >5%" if ratio > 1.05 else ""
@@ -106,6 +129,44 @@ def board_arena_table() -> None:
               f"{sum(r < 1 for r in ratios)} below, {sum(r > 1.05 for r in ratios)} more than 5% above")
     if missing:
         print(f"not found under {corpus} (or another file): {', '.join(sorted(set(missing)))}")
+
+
+def numerics_tables() -> None:
+    import yaml
+
+    from generator.analyze import analyze
+    from generator.boards import get_board
+    from generator.numerics import adapt
+
+    corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
+    evidence = yaml.safe_load((REPO / "bench" / "numerics_evidence.yaml").read_text())
+    trained = REPO / "bench" / "models"  # bench/models: what bench/board_runs.py ran, when kept
+    print("\nWhat the board computes: the self-test on the emulated board's pinned library "
+          "(bench/numerics_evidence.yaml) beside what tinygen does for it now")
+    print(f"{'model':<44}{'board':<22}{'run':<9}{'tolerance':<11}tinygen now")
+    counts: dict[str, int] = {}
+    for row in evidence["runs"]:
+        data = corpus_model(corpus, row) or corpus_model(trained, row)
+        board = get_board(row["target"], row["board"])
+        if data is None:
+            now = "(model not here)"
+        else:
+            adapted = adapt(data, analyze(data), board)
+            now = adapted.summary()
+            if adapted.exact and not adapted.refused and row["result"] == "PASS" and any(row["tolerance_steps"]):
+                now += "  MISMATCH: exact now, a tolerance then"
+        verdict = row["result"] + (" exact" if row["result"] == "PASS" and not any(row["tolerance_steps"]) else "")
+        counts[verdict] = counts.get(verdict, 0) + 1
+        steps = "/".join(map(str, row["tolerance_steps"])) if row["tolerance_steps"] else "-"
+        print(f"{row['model']:<44}{row['target'] + '/' + row['board']:<22}{row['result']:<9}{steps:<11}{now}")
+    print("; ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f" of {len(evidence['runs'])} runs")
+    print("\nFault injection: the same firmware, broken on purpose, on the emulated board")
+    print(f"{'model':<36}{'board':<22}{'fault':<22}{'result':<8}printed")
+    for row in evidence["faults"]:
+        print(f"{row['model']:<36}{row['target'] + '/' + row['board']:<22}{row['fault']:<22}{row['result']:<8}"
+              f"{row['printed'][:70]}")
+    broken = [r for r in evidence["faults"] if r["fault"] != "none"]
+    print(f"{sum(r['result'] != 'PASS' for r in broken)} of {len(broken)} faulty firmwares failed their self-test")
 
 
 def latency_table() -> None:
@@ -252,6 +313,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         board_arena_table()
+        numerics_tables()
         latency_table()
         models = make_models(folder)
         tflites = arena_table(models, folder)

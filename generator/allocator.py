@@ -182,7 +182,11 @@ def _channel_arrays(lib: dict, report: ModelReport, op) -> int:
     inp, flt = graph[op.inputs[0]], graph[op.inputs[1]] if op.inputs[1] >= 0 else None
     if flt is None or not flt.shape:
         return 0
-    if op.op == "FULLY_CONNECTED":
+    if op.op == "TRANSPOSE_CONV":
+        # Allocated in Prepare whatever the types, one per output channel (filter dims[0]):
+        # kernels/transpose_conv.cc of every pinned version (2023-01 :175-182, 2026 :186-191).
+        channels = flt.shape[0]
+    elif op.op == "FULLY_CONNECTED":
         if not (lib["fc_per_channel_arrays"] and flt.per_channel and inp.dtype in ("INT8", "INT16")):
             return 0
         channels = flt.shape[0]

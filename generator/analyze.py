@@ -52,6 +52,8 @@ class TensorInfo:
     signature_name: str | None = None  # model inputs/outputs: the name in the serving signature
                                        # (Keras input names; Keras 3 outputs are output_<i>)
     keras_name: str | None = None  # outputs of a converted Keras model: the Keras output name
+    scales: list[float] = field(default_factory=list)  # every quantization scale (per channel)
+    buffer: int = 0  # the flatbuffer buffer holding a constant's data
 
     @property
     def display_name(self) -> str:
@@ -107,6 +109,17 @@ class ModelReport:
     parameter_count: int
     weights_bytes: int
     quantization: str  # inferred: "int8", "int16x8", "float16", "dynamic", "none"
+    data: bytes = field(default=b"", repr=False)  # the flatbuffer itself
+
+    def constant(self, tensor: TensorInfo) -> np.ndarray | None:
+        """A constant tensor's values (None for a tensor without data or of an unknown type)."""
+        if not tensor.is_constant or not tensor.numpy_dtype:
+            return None
+        model = schema.Model.GetRootAsModel(self.data, 0)
+        raw = model.Buffers(tensor.buffer).DataAsNumpy()
+        if not isinstance(raw, np.ndarray):
+            return None
+        return np.frombuffer(raw.tobytes(), dtype=np.dtype(tensor.numpy_dtype).newbyteorder("<"))
 
     @property
     def quantization_label(self) -> str:
@@ -253,6 +266,7 @@ def _analyze(data: bytes) -> ModelReport:
         parameter_count=parameter_count,
         weights_bytes=weights_bytes,
         quantization=_infer_quantization(tensors, operators),
+        data=data,
     )
 
 
@@ -283,13 +297,14 @@ def _tensor_info(tensor, index: int, buffer_sizes: list[int], data: bytes) -> Te
                            f"{buffer} of {len(buffer_sizes)}.")
     info = TensorInfo(index=index, name=(tensor.Name() or b"").decode("utf-8", "replace"),
                       shape=shape, dtype=dtype, is_constant=buffer > 0 and buffer_sizes[buffer] > 0,
-                      is_variable=bool(tensor.IsVariable()))
+                      is_variable=bool(tensor.IsVariable()), buffer=buffer)
     quant = tensor.Quantization()
     if quant is not None and quant.ScaleLength() > 0:
         _check_length(quant.ScaleLength(), data, "quantization scale")
         info.scale = float(quant.Scale(0))
         info.zero_point = int(quant.ZeroPoint(0)) if quant.ZeroPointLength() else 0
         info.per_channel = quant.ScaleLength() > 1
+        info.scales = [float(v) for v in quant.ScaleAsNumpy()]
     signature = [int(d) for d in _numpy(tensor.ShapeSignatureAsNumpy())]
     info.dynamic_axes = [i for i, d in enumerate(signature) if d == -1 and i > 0]
     return info

@@ -169,11 +169,6 @@ def kernel_families() -> dict:
     return yaml.safe_load(text)["families"]
 
 
-def kernel_family(name: str) -> dict:
-    """What data/kernels.yaml says of a kernel family (a board's `kernels`)."""
-    return kernel_families()[name]
-
-
 def target_names() -> list[str]:
     return list(catalog()["targets"])
 

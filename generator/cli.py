@@ -62,7 +62,9 @@ def _board_help() -> str:
 def _quantize_help() -> str:
     return ("Quantization for Keras models and SavedModels (a .tflite is embedded as is and "
             "takes no --quantize). "
-            + "; ".join(f"{k}: {v}" for k, v in QUANTIZATIONS.items()) + ". Default: int8.")
+            + "; ".join(f"{k}: {v}" for k, v in QUANTIZATIONS.items())
+            + ". Default: int8 with --calibration-data, none (float32) without. A board whose "
+            "TFLite-Micro reads one weight scale per Dense layer gets its Dense layers quantized so.")
 
 
 _model_argument = click.argument("model", type=click.Path(path_type=Path))
@@ -93,6 +95,11 @@ def _analysis_target_options(what: str):
     return decorate
 _quantize_option = click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)),
                                 default=None, help=_quantize_help())
+_golden_bytes_option = click.option(
+    "--golden-bytes", type=click.IntRange(min=0), default=None,
+    help="Flash the self-test's golden vectors may take (default: 10% of the model, at most 32 KB "
+    "and at least 1 KB). Within it tinygen stores up to 3 vectors; fewer, or inputs the firmware "
+    "generates itself from a seed, when they would not fit.")
 _calibration_option = click.option(
     "--calibration-data", type=click.Path(path_type=Path), default=None,
     help="Representative inputs (.npy, or .npz with one array per input) of shape "
@@ -105,6 +112,7 @@ def cli() -> None:
     """Turn a trained Keras or TFLite model into a complete TFLite-Micro firmware project.
 
     \b
+      tinygen new --target esp-idf model.keras
       tinygen new --target esp-idf --calibration-data samples.npy model.keras
       tinygen inspect model.tflite --json
     """
@@ -128,13 +136,14 @@ def cli() -> None:
 @click.option("--force", is_flag=True,
               help="Regenerate over a project tinygen made: its own files are rewritten (a copy of "
               "any you edited is kept as *.user-backup); your application files are never touched.")
+@_golden_bytes_option
 @click.option("--profile", "with_profile", is_flag=True,
               help="Firmware that prints each operator's time after the self-test (TFLite-Micro's "
               "profiler hook); read a saved serial log back with `tinygen profile LOG`. Off: no "
               "profiling code is compiled.")
 @_model_argument
-def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, with_profile,
-        model) -> None:
+def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, golden_bytes,
+        with_profile, model) -> None:
     """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite), with
     MODEL_REPORT.md: what the model costs on the board and how each figure was obtained."""
     from . import report as views
@@ -150,7 +159,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
         progress(f"Project name '{name}' is used as '{project}' (letters, digits, '_' and '-' only).")
     check_destination(output_dir / project, force)  # before any slow work
     prepared = prepare(model, target, board, quantize, calibration_data, progress=progress,
-                       labels_path=labels_path)
+                       labels_path=labels_path, golden_bytes=golden_bytes)
     prepared.require_resolution()
     require_fit(prepared.fit)
     written = write_project(prepared, project, output_dir, force, profile=with_profile)
@@ -187,13 +196,14 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
                           "cannot run on or does not fit its board)")
 @_quantize_option
 @_calibration_option
+@_golden_bytes_option
 @_json_option
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "markdown"]), default="table",
               show_default=True, help="table: for a terminal; json: one object (as --json); markdown: "
               "the report `new` writes to MODEL_REPORT.md.")
 @_model_argument
 @click.pass_context
-def inspect(ctx, target, board, quantize, calibration_data, as_json, output_format, model) -> None:
+def inspect(ctx, target, board, quantize, calibration_data, golden_bytes, as_json, output_format, model) -> None:
     """Show what MODEL costs on a board: operators, tensors, per-layer MACs, weights and memory,
     arena, latency estimate and fit, then whether it fits each board in the catalog. Exits 1
     when it cannot run on, or does not fit, the board asked about (default: the target's
@@ -202,7 +212,7 @@ def inspect(ctx, target, board, quantize, calibration_data, as_json, output_form
     from .pipeline import prepare
 
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
-                       progress=_progress(), allow_unsupported=True)
+                       progress=_progress(), allow_unsupported=True, golden_bytes=golden_bytes)
     inspection = views.inspect(prepared)
     if as_json or output_format == "json":
         click.echo(json.dumps(views.to_dict(inspection), indent=2))
@@ -212,6 +222,8 @@ def inspect(ctx, target, board, quantize, calibration_data, as_json, output_form
         click.echo(views.to_text(inspection))
     if not inspection.verdict["ok"]:
         click.echo(f"Error: {inspection.verdict['reason']}", err=True)
+        if inspection.verdict.get("hint"):
+            click.echo(f"Hint: {inspection.verdict['hint']}", err=True)
         ctx.exit(1)
 
 
@@ -249,9 +261,10 @@ def verify(target, board, quantize, calibration_data, eval_data, as_json, model)
     board's emitted arena must compute exactly what TFLite-Micro's own reference run does on
     the same bytes; a difference is a deployment bug. TFLite interpreter vs TFLite-Micro
     (with top-1 agreement) and Keras vs TFLite are information: near-tie rounding and
-    quantization loss, not bugs. Inputs: --eval-data, else the calibration data, else
-    pseudo-random ones. A .tflite needs no TensorFlow (the TFLite comparison is then
-    skipped).
+    quantization loss, not bugs; so is what tinygen's rewrites of the model for the board's
+    library changed (the model as given vs as the board gets it). Inputs: --eval-data, else
+    the calibration data, else pseudo-random ones. A .tflite needs no TensorFlow (the TFLite
+    comparison is then skipped).
     """
     from .pipeline import prepare
     from .verify import failure_error, verify as run_verification
@@ -291,6 +304,9 @@ def _print_verification(prepared, result) -> None:
                    + ", ".join(details + [what]))
 
     row("Keras vs TFLite", result.keras_vs_tflite, result.keras_note, "quantization loss (information)")
+    if result.rewrite_vs_original is not None:
+        row("given vs rewritten for board", result.rewrite_vs_original, "",
+            "the rewrites for the board's library (information)")
     row("TFLite vs TFLite-Micro", result.tflite_vs_tflm, result.tflite_note,
         "two implementations' rounding (information)")
     if result.deployment is None:

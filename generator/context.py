@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from . import __version__
-from . import golden
+from . import golden, numerics
 from .allocator import resource_variable_count
 from .analyze import first_output
 from .golden import GoldenVectors
@@ -62,6 +62,12 @@ def tensor_context(tensor) -> dict:
     }
 
 
+def generated_scale(report, tensor) -> dict:
+    """How the firmware turns a generated int8 value into a float golden input."""
+    scale, zero_point = golden.float_input_scale(report, tensor)
+    return {"generated_scale": repr(float(scale)), "generated_zero_point": int(zero_point)}
+
+
 def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
     report, board, arena, golden_vectors = prepared.report, prepared.board, prepared.arena, prepared.golden
     resolution = prepared.require_resolution()
@@ -108,9 +114,9 @@ def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
             "ram_needed": prepared.fit.ram_needed,
             "summary": prepared.fit.summary(),
         },
-        "inputs": [tensor_context(t) for t in report.inputs],
-        "outputs": [tensor_context(t) | {"tolerance_steps": steps}
-                    for t, steps in zip(report.outputs, golden_vectors.tolerance_steps)],
+        "inputs": [tensor_context(t) | generated_scale(report, t) for t in report.inputs],
+        "outputs": [tensor_context(t) | {"tolerance_steps": steps, "golden_elements": kept.shape[1]}
+                    for t, steps, kept in zip(report.outputs, golden_vectors.tolerance_steps, golden_vectors.outputs)],
         "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
         "resource_variables": resource_variable_count(report),
         "profile": profile,  # --profile: time each operator (tinygen_model.cpp)
@@ -118,8 +124,16 @@ def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
         "state": report.state,
         "class_output": class_output,
         "labels": [c_string(label) for label in prepared.labels],
+        "numerics": {"library": comment_safe(numerics.library_name(board)),
+                     "summary": comment_safe(prepared.adapted.summary(), limit=1000),
+                     "rewrites": [comment_safe(step.describe(), limit=2000) for step in prepared.adapted.applied]},
         "golden": {"count": golden_vectors.count, "source": golden_vectors.source,
-                   "selection": comment_safe(golden_vectors.selection, limit=1000)},
+                   "selection": comment_safe(golden_vectors.selection, limit=1000),
+                   "generated": golden_vectors.layout.generated,
+                   "seeds": [f"0x{seed & 0xFFFFFFFF:08x}u" for seed in golden_vectors.seeds],
+                   "output_stride": golden_vectors.layout.output_stride,
+                   "flash_bytes": golden_vectors.layout.flash_bytes,
+                   "ratio": f"0x{golden.GOLDEN_RATIO:08x}u", "input_stride": f"0x{golden.INPUT_STRIDE:08x}u"},
         "tolerance": {
             "float_abs": f"{golden.FLOAT_ABS_TOLERANCE!r}f",
             "float_rel": f"{golden.FLOAT_REL_TOLERANCE!r}f",
@@ -134,7 +148,8 @@ def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
 
 
 def golden_arrays(golden: GoldenVectors) -> dict[str, str]:
-    arrays = {f"input_{i}": value_array_body(a) for i, a in enumerate(golden.inputs)}
+    """The stored golden data: inputs unless the firmware generates them, and outputs."""
+    arrays = {} if golden.layout.generated else {f"input_{i}": value_array_body(a) for i, a in enumerate(golden.inputs)}
     arrays.update({f"output_{i}": value_array_body(a) for i, a in enumerate(golden.outputs)})
     return arrays
 

@@ -173,8 +173,12 @@ def convert(
     quantize: str,
     samples: list[np.ndarray] | None,
     progress: Progress = Progress(),
+    per_channel_dense: bool = True,
 ) -> bytes:
-    """Convert with the TFLite converter. `samples` (one array per input) calibrate int8."""
+    """Convert with the TFLite converter. `samples` (one array per input) calibrate int8.
+    `per_channel_dense=False`: Dense layers (FULLY_CONNECTED) get one weight scale per layer
+    instead of one per output channel, for libraries whose kernel reads only one
+    (data/numerics.yaml)."""
     if quantize not in QUANTIZATIONS:
         raise TinygenError(f"Unknown quantization '{quantize}'; choose one of {', '.join(QUANTIZATIONS)}.")
     if quantize == "int8" and not samples:
@@ -188,8 +192,12 @@ def convert(
         try:
             import tensorflow as tf
 
-            converter = _make_converter(tf, loaded, specs)
+            converter = _make_converter(tf, loaded, specs, progress)
             _configure(tf, converter, quantize, samples, progress)
+            if not per_channel_dense:
+                # TensorFlow's own switch (lite/python/lite.py); the converter otherwise gives
+                # FULLY_CONNECTED weights per-channel scales by default (TensorFlow 2.21).
+                converter._experimental_disable_per_channel_quantization_for_dense_layers = True
             progress(f"Converting with the TFLite converter (TensorFlow {tf.__version__}, {quantize})")
             return bytes(converter.convert())
         except TinygenError:
@@ -199,15 +207,42 @@ def convert(
     raise _conversion_error(error, native.tail())
 
 
-def _make_converter(tf, loaded: LoadedModel, specs: list[InputSpec]):
+def _make_converter(tf, loaded: LoadedModel, specs: list[InputSpec], progress: Progress):
     if loaded.kind == "saved_model":
         # The SavedModel's own signature is used as is; a dynamic batch becomes 1 in the
         # flatbuffer's `shape`, which is what TFLite-Micro reads.
         return tf.lite.TFLiteConverter.from_saved_model(str(loaded.saved_model_dir))
-    return tf.lite.TFLiteConverter.from_keras_model(_with_batch_one(loaded, specs))
+    return tf.lite.TFLiteConverter.from_keras_model(_with_batch_one(loaded, specs, progress))
 
 
-def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec]):
+def _micro_layers(keras_module, model, progress: Progress):
+    """The model with Keras 3 layers whose conversion TFLite-Micro cannot run replaced by
+    equivalent ones it can: UpSampling2D(interpolation="nearest") repeats rows and columns
+    (ops.repeat, keras/src/layers/reshaping/up_sampling2d.py:149-152), which converts to TILE,
+    an operator no pinned TFLite-Micro has; Resizing to the same size with nearest interpolation becomes RESIZE_NEAREST_NEIGHBOR,
+    which picks the same pixels for a whole-number factor. A model that cannot be cloned
+    (subclassed) is kept as it is."""
+    def swap(layer):
+        if isinstance(layer, keras_module.layers.UpSampling2D) and layer.interpolation == "nearest" \
+                and layer.data_format == "channels_last":
+            height, width = layer.output.shape[1:3]
+            progress(f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, "
+                     "interpolation='nearest'): the same values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro "
+                     "has no TILE)")
+            return keras_module.layers.Resizing(height, width, interpolation="nearest", name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(layer, keras_module.layers.UpSampling2D) for layer in getattr(model, "layers", [])):
+        return model
+    try:
+        clone = keras_module.models.clone_model(model, clone_function=swap)
+        clone.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - a model clone_model cannot rebuild: convert it unchanged
+        return model
+    return clone
+
+
+def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec], progress: Progress = Progress()):
     """Re-wrap the model behind inputs of batch size 1.
 
     With a dynamic batch the converter keeps shape arithmetic in the graph (e.g. Flatten
@@ -216,9 +251,10 @@ def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec]):
     """
     if loaded.loader.startswith("tf_keras"):
         import tf_keras as keras_module
+        model = loaded.keras_model
     else:
         import keras as keras_module
-    model = loaded.keras_model
+        model = _micro_layers(keras_module, loaded.keras_model, progress)
     inputs = [keras_module.Input(shape=spec.shape[1:], batch_size=1, name=_layer_name(spec.name))
               for spec in specs]
     outputs = model(inputs[0] if len(inputs) == 1 else inputs)

@@ -39,13 +39,14 @@ class Converted:
 
 
 def convert_in_child(model_path: Path, quantize: str, calibration_path: Path | None,
-                     progress: Progress = Progress()) -> Converted:
+                     progress: Progress = Progress(), per_channel_dense: bool = True) -> Converted:
     """`model_path` and `calibration_path` as the user gave them (relative to the current
-    folder): the child gets them absolute."""
+    folder): the child gets them absolute. `per_channel_dense`: see `convert.convert`."""
     with tempfile.TemporaryDirectory(prefix="tinygen-convert-") as folder:
         output = Path(folder) / "model.tflite"
         log_path = Path(folder) / "tensorflow.log"
         request = {"model": str(user_path(model_path)), "quantize": quantize, "output": str(output),
+                   "per_channel_dense": per_channel_dense,
                    "calibration": str(user_path(calibration_path)) if calibration_path is not None else None}
         env = child_env()
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,7 +87,7 @@ def _crashed(model_path: Path, quantize: str, code: int, log: str) -> TinygenErr
         f"--quantize {quantize}. This is a bug in TensorFlow's native converter, not in the model "
         "file; nothing was written." + (f"\nTensorFlow's last log lines:\n{tail}" if tail else ""),
         hint="TensorFlow 2.21 crashes calibrating Keras 3 recurrent layers (LSTM/GRU) for int8. "
-        "Try --quantize none; or LSTM(..., unroll=True); or build the model with tf_keras (its "
+        "Try --quantize none; or LSTM(..., unroll=True) / GRU(..., unroll=True); or build the model with tf_keras (its "
         "LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM op, much smaller) and pass the "
         ".h5; or convert to .tflite with another TensorFlow version and pass that file.")
 
@@ -119,7 +120,7 @@ def _child_main(request: dict) -> None:
         if request["calibration"] is not None:
             samples = calibration.load_samples(request["calibration"], specs)
             warnings = normalization_warnings(loaded, samples, specs)
-        data = convert(loaded, request["quantize"], samples, ChildProgress())
+        data = convert(loaded, request["quantize"], samples, ChildProgress(), request["per_channel_dense"])
         Path(request["output"]).write_bytes(data)
         send({"ok": True, "loader": loaded.loader, "inputs": [[s.name, list(s.shape)] for s in specs],
               "outputs": output_names(loaded), "warnings": warnings})

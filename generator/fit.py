@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analyze import ModelReport
+from .analyze import ModelReport, analyze
 from .arena import ArenaPlan, plan_arena
 from .boards import Board, board_ids, get_board, target_names
 from .errors import TinygenError
 from .latency import Estimate, estimate
 from .layers import model_cost
+from .numerics import Adapted, adapt, refusal_error
 from .resolver import load_table, resolve
 from .runtime import RuntimeSize, runtime_size
 
@@ -118,20 +119,18 @@ def require_fit(result: Fit) -> None:
 class BoardFit:
     """One row of `inspect`'s per-board table."""
 
-    fit: Fit | None  # None when the board's TFLite-Micro lacks one of the model's operators
-    unsupported: str  # the error message in that case
+    fit: Fit | None  # None when the board cannot run the model
+    unsupported: str  # why not, in full
+    short_reason: str = ""  # why not, for a table cell
     latency: Estimate | None = None  # estimated inference time (None: no calibration)
-
-    @property
-    def short_reason(self) -> str:
-        """The unsupported-operator message cut to its first clause, for a table cell."""
-        return self.unsupported.split(",")[0]
+    numerics: Adapted | None = None  # what the model becomes for the board's library
 
     def to_dict(self) -> dict:
-        latency = {"latency_estimate": self.latency.to_dict() if self.latency else None}
+        extra = {"latency_estimate": self.latency.to_dict() if self.latency else None,
+                 "numerics": self.numerics.to_dict() if self.numerics else None}
         if self.fit is None:
-            return {"ok": False, "unsupported": self.unsupported} | latency
-        return self.fit.to_dict() | latency
+            return {"ok": False, "unsupported": self.unsupported} | extra
+        return self.fit.to_dict() | extra
 
 
 def deployability(prepared) -> dict:
@@ -139,7 +138,7 @@ def deployability(prepared) -> dict:
     `inspect` exits on: {"ok", "reason", "unsupported", "shortfalls"}."""
     f = prepared.fit
     if prepared.unsupported is not None:
-        return {"ok": False, "reason": prepared.unsupported.message,
+        return {"ok": False, "reason": prepared.unsupported.message, "hint": prepared.unsupported.hint,
                 "unsupported": prepared.unsupported.message, "shortfalls": f.shortfalls}
     if not f.ok:
         return {"ok": False, "unsupported": None, "shortfalls": f.shortfalls,
@@ -148,21 +147,36 @@ def deployability(prepared) -> dict:
     return {"ok": True, "reason": "", "unsupported": None, "shortfalls": []}
 
 
-def fit_every_board(report: ModelReport, arena: ArenaPlan, emitted_bytes: int) -> dict[tuple[str, str], BoardFit]:
-    """(target, board id) -> fit, for every board in the catalog. The host runtime is measured
-    once (`arena`); each board's arena is simulated for its own library and kernels, and its
-    own op table checked."""
+def fit_every_board(original: bytes, arena: ArenaPlan, emitted_bytes: int,
+                    host_error: TinygenError | None) -> dict[tuple[str, str], BoardFit]:
+    """(target, board id) -> fit, for every board in the catalog. Each board gets the model as
+    its library needs it (`numerics.adapt` of the `original` model: rewritten, or refused), its
+    own op table checked and its arena simulated for its own library and kernels; the host
+    runtime was measured once (`arena`), and `host_error` says why it could not run the model."""
     rows = {}
+    report = analyze(original)
     work = model_cost(report)
+    adapted_for: dict[tuple[str, str], Adapted] = {}
     for target in target_names():
         for board_id in board_ids(target):
             board = get_board(target, board_id)
             try:
                 resolve(report, load_table(board["op_table"]))
+                key = (board["tflm_library"], board["kernels"])
+                if key not in adapted_for:
+                    adapted_for[key] = adapt(original, report, board)
+                adapted = adapted_for[key]
+                if adapted.refused:
+                    raise refusal_error(adapted, board)
+                resolve(adapted.report, load_table(board["op_table"]))
             except TinygenError as exc:
-                rows[target, board_id] = BoardFit(fit=None, unsupported=exc.message)
+                rows[target, board_id] = BoardFit(fit=None, unsupported=exc.message, short_reason=exc.short)
                 continue
-            own = plan_arena(report, arena.arena_min_bytes, arena.host, board["tflm_library"], board["kernels"])
-            rows[target, board_id] = BoardFit(fit=fit(board, report, emitted_bytes, own.arena_bytes),
-                                              unsupported="", latency=estimate(board, work))
+            if host_error is not None:
+                rows[target, board_id] = BoardFit(fit=None, unsupported=host_error.message,
+                                                  short_reason="TFLite-Micro cannot run it", numerics=adapted)
+                continue
+            own = plan_arena(adapted.report, arena.arena_min_bytes, arena.host, board["tflm_library"], board["kernels"])
+            rows[target, board_id] = BoardFit(fit=fit(board, adapted.report, emitted_bytes, own.arena_bytes),
+                                              unsupported="", latency=estimate(board, work), numerics=adapted)
     return rows

@@ -11,6 +11,7 @@ from .analyze import report_to_dict
 from .fit import BoardFit, deployability, fit_every_board
 from .latency import Estimate, estimate
 from .layers import LayerRow, layer_table, model_cost
+from .numerics import host as numerics_host, library_name as numerics_library, tolerance_basis
 from .pipeline import Prepared
 
 
@@ -30,7 +31,8 @@ def inspect(prepared: Prepared) -> Inspection:
     layers = layer_table(report, prepared.arena.simulation)
     layer_ms = [None if latency is None else latency.milliseconds_for(row.work) for row in layers]
     return Inspection(prepared=prepared, layers=layers,
-                      every_board=fit_every_board(report, prepared.arena, prepared.emitted_bytes),
+                      every_board=fit_every_board(prepared.original_tflite, prepared.arena,
+                                                  prepared.emitted_bytes, prepared.host_error),
                       verdict=deployability(prepared), latency=latency, layer_ms=layer_ms)
 
 
@@ -70,6 +72,8 @@ def to_dict(ins: Inspection) -> dict:
                    for row, ms in zip(ins.layers, ins.layer_ms)],
         "totals": totals(ins),
         "fit": prepared.fit.to_dict(),
+        "numerics": prepared.adapted.to_dict() | {"library": numerics_library(prepared.board),
+                                                  "kernels": prepared.board["kernels"], "host": numerics_host()},
         "boards": [{"target": t, "board": b} | row.to_dict() for (t, b), row in ins.every_board.items()],
     }
 
@@ -94,7 +98,7 @@ def layer_lines(ins: Inspection) -> list[tuple]:
 
 
 LAYER_HEADER = ("#", "op", "output", "weights B", "MACs", "live B", "scratch B", "est. ms", "peak")
-BOARD_HEADER = ("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "fits")
+BOARD_HEADER = ("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "numerics", "fits")
 
 
 def board_lines(ins: Inspection) -> list[tuple]:
@@ -102,15 +106,28 @@ def board_lines(ins: Inspection) -> list[tuple]:
     lines = []
     for (target, board_id), row in ins.every_board.items():
         ms = format_ms(row.latency.milliseconds) if row.latency else "-"
+        numerics = row.numerics.summary() if row.numerics is not None and not row.numerics.refused else "-"
         if row.fit is None:
-            lines.append((target, board_id, "-", "-", "-", ms, f"no: {row.short_reason}"))
+            lines.append((target, board_id, "-", "-", "-", ms, numerics, f"no: {row.short_reason}"))
             continue
         f = row.fit
         verdict = "yes" if f.ok else "no: not enough " + " and ".join(f.shortfalls)
         if f.arena_in_psram:
             verdict += f" (arena in PSRAM: {f.psram_needed:,} / {f.board['psram_bytes']:,})"
         lines.append((target, board_id, f"{f.arena_bytes:,}", f"{f.flash_needed:,} / {f.board['flash_bytes']:,}",
-                      f"{f.ram_needed:,} / {f.board['ram_bytes']:,}", ms, verdict))
+                      f"{f.ram_needed:,} / {f.board['ram_bytes']:,}", ms, numerics, verdict))
+    return lines
+
+
+def numerics_lines(prepared: Prepared) -> list[str]:
+    """What the board computes unlike the host, and what tinygen did about it."""
+    adapted = prepared.adapted
+    lines = [f"rewritten: {step.describe()}" for step in adapted.applied]
+    if adapted.change:
+        lines.append(f"effect of the rewrites on the outputs (host TFLite-Micro): {adapted.change}")
+    lines += [f"refused: {f.describe()}" + (f"; instead: {f.rule.instead}" if f.rule.instead else "")
+              for f in adapted.refused]
+    lines.append(f"self-test against the host's golden outputs: {tolerance_basis(adapted)}")
     return lines
 
 
@@ -153,11 +170,14 @@ def to_text(ins: Inspection) -> str:
         out.append(f"Latency     ~{format_ms(ins.latency.milliseconds)} ms per inference (estimate: {ins.latency.basis})")
     else:
         out.append("Latency     no estimate for this board (no published calibration)")
+    out.append(f"Numerics    what {board.target}/{board.id}'s {numerics_library(board)} computes, against "
+               f"the host ({numerics_host()})")
+    out += [f"  {line}" for line in numerics_lines(prepared)]
     out.append(f"Fit         {fit.summary()}")
     out.append(f"            arena in {fit.placement}")
     out.append("Every board (model and arena computed; runtime flash/RAM measured where marked in "
                "`inspect --json`; latency is an estimate)")
-    out += aligned([BOARD_HEADER] + board_lines(ins), left=(0, 1, 6))
+    out += aligned([BOARD_HEADER] + board_lines(ins), left=(0, 1, 6, 7))
     out.append(f"Verdict     {board.target}/{board.id}: " + ("deployable" if ins.verdict["ok"] else ins.verdict["reason"]))
     return "\n".join(out)
 
@@ -195,6 +215,11 @@ def to_markdown(ins: Inspection) -> str:
     md += ["## Latency", ""]
     md += [f"About **{format_ms(ins.latency.milliseconds)} ms** per inference: an estimate, {ins.latency.basis}."
            if ins.latency else "No estimate for this board (no published calibration)."]
+    md += ["", "## What the board computes", "",
+           f"The golden outputs come from {numerics_host()}; this board runs {numerics_library(board)} "
+           f"with {board['kernels']} kernels (tinygen's `data/numerics.yaml` lists where they differ, with "
+           "the pinned source lines).", ""]
+    md += [f"- {line}" for line in numerics_lines(prepared)]
     md += ["", "## Fit", "", f"{fit.summary()}. The arena is in {fit.placement}. Runtime figures: "
            f"{fit.runtime.source}.", "", "## Every board", ""]
     md += table(BOARD_HEADER, board_lines(ins))

@@ -11,6 +11,7 @@ produced it), never a project that fails to link.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -72,18 +73,42 @@ def resolve(report: ModelReport, table: OpTable) -> Resolution:
     return Resolution(table=table, registrations=tuple(registrations))
 
 
+def keras_layer(tensor_name: str) -> str | None:
+    """The Keras layer a converted tensor comes from: TensorFlow names a layer's tensors
+    '<model>/<layer>/<Scope>/<Op>' (several names joined by ';' when ops were fused); layer
+    names are snake_case, TensorFlow's scopes and ops CamelCase."""
+    parts = tensor_name.split(";")[0].split("/")[1:-1]
+    layers = [part for part in parts if re.fullmatch(r"[a-z][a-z0-9_]*", part)]
+    return layers[-1] if layers else None
+
+
 def _layer_hint(report: ModelReport, op: str) -> str:
     producer = report.producer_name(op)
-    return f" (it produces tensor '{producer}')" if producer else ""
+    if not producer:
+        return ""
+    tensor = producer.split(";")[0]
+    layer = keras_layer(producer)
+    return f" (Keras layer '{layer}', tensor '{tensor}')" if layer else f" (tensor '{tensor}')"
+
+
+# What to use instead of a Keras layer whose operator some pinned TFLite-Micro lacks.
+REPLACEMENTS = {
+    "TILE": "Keras 3's UpSampling2D becomes TILE; tinygen converts UpSampling2D(interpolation='nearest') "
+            "from a Keras model itself, and a .tflite can be exported with keras.layers.Resizing("
+            "height, width, interpolation='nearest') instead (RESIZE_NEAREST_NEIGHBOR)",
+    "BATCH_MATMUL": "Attention and MultiHeadAttention become BATCH_MATMUL, which TFLite-Micro has from "
+                    "2023-09 on: the esp-idf and zephyr targets' libraries have it",
+}
 
 
 def _unsupported(report: ModelReport, table: OpTable, op: str) -> TinygenError:
+    instead = REPLACEMENTS.get(op)
     return TinygenError(
         f"The model uses operator {op}{_layer_hint(report, op)}, which TFLite-Micro as pinned "
         f"by this target ({table.description}) does not implement.",
-        hint="Replace the Keras layer that produces it with supported ones, or choose another "
-        "target: `tinygen inspect MODEL` lists every board whose TFLite-Micro can run the model.",
-    )
+        hint=(f"{instead}. " if instead else "Replace the Keras layer that produces it with supported ones. ")
+        + "`tinygen inspect MODEL` lists every board whose TFLite-Micro can run the model.",
+        short=f"lacks {op}")
 
 
 def _unsupported_custom(report: ModelReport, table: OpTable, code: str) -> TinygenError:
@@ -92,9 +117,9 @@ def _unsupported_custom(report: ModelReport, table: OpTable, code: str) -> Tinyg
             f"The model uses the TensorFlow op '{code[4:]}' through Flex (SELECT_TF_OPS)"
             f"{_layer_hint(report, code)}. TFLite-Micro runs only builtin operators.",
             hint="Convert without SELECT_TF_OPS, replacing the layer that needs it.",
-        )
+            short=f"Flex op {code[4:]}")
     return TinygenError(
         f"The model uses the custom operator '{code}'{_layer_hint(report, code)}, which "
         f"TFLite-Micro ({table.description}) does not provide.",
         hint="Implement and register it yourself, or rebuild the model from builtin operators.",
-    )
+        short=f"lacks custom op {code}")

@@ -80,6 +80,10 @@ class Layer:
 
 Rule = Callable[[Layer], list[tuple[int, bool, str]]]  # -> [(bytes, persistent, source)]
 
+# TRANSPOSE_CONV's inputs are (output_shape, weights, input, bias): its data comes third
+# (kernels/transpose_conv.cc, kInputTensor = 2, in every pinned version).
+TRANSPOSE_CONV_INPUT = 2
+
 
 def _u16(value: int) -> int:
     """C's conversion to uint16_t, which esp-nn's scratch functions apply to every dimension."""
@@ -283,9 +287,9 @@ def _reference_2026(layer: Layer) -> list[tuple[int, bool, str]]:
         return [(4 * len(layer.shape(0)), False, "mirror pad dims: 4 * input rank")] * 2
     if op == "ADD_N":
         return [(4 * len([i for i in layer.op.inputs if i >= 0]), False, "ADD_N input pointers")]
-    if op == "TRANSPOSE_CONV" and layer.dtype(0) in ("INT8", "INT16"):
+    if op == "TRANSPOSE_CONV" and layer.dtype(TRANSPOSE_CONV_INPUT) in ("INT8", "INT16"):
         out = layer.tensor(0, outputs=True)
-        width = 4 if layer.dtype(0) == "INT8" else 8
+        width = 4 if layer.dtype(TRANSPOSE_CONV_INPUT) == "INT8" else 8
         return [(width * out.element_count, False, f"transpose conv accumulator: {width} * output elements")]
     return []
 
@@ -369,9 +373,8 @@ def _cmsis_nn(version: str, dsp: bool) -> Rule:
             requests.append((4 * depth, False, f"arm_avgpool_s8_get_buffer_size: 4 * depth, {where}"))
         elif op == "SVDF":
             requests += _svdf(layer)
-        elif op == "TRANSPOSE_CONV" and layer.dtype(0) == "INT8":
-            out = layer.tensor(0, outputs=True)
-            requests.append((4 * out.element_count, False, "reference TRANSPOSE_CONV: 4 * FlatSize(output)"))
+        elif op == "TRANSPOSE_CONV":
+            requests += _reference_2026(layer)  # the 2023 reference kernel asks the same
         elif op == "UNIDIRECTIONAL_SEQUENCE_LSTM":
             requests += _lstm_2023(layer) if version == "2022" else _lstm_cmsis_v7(layer)
         elif op not in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"):

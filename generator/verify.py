@@ -17,7 +17,9 @@ difference is a deployment bug (wrong scale or zero point in the wrapper, an are
 small, a kernel computing something else), and `verify` fails. The board's optimized
 kernels (CMSIS-NN, esp-nn) are checked on the board, by the boot self-test.
 
-For information only, never a failure:
+Both run the model as the board gets it (numerics.py may have rewritten it for the board's
+library). For information only, never a failure:
+- the model as given vs as rewritten for the board: what the rewrites changed;
 - TFLite interpreter vs TFLite-Micro: two implementations of the same kernels. They round
   some near-ties differently (e.g. a fully-connected output at -97.5006 becomes -98 in one
   and -97 in the other), and the layers after it, softmax above all, can amplify one step
@@ -36,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from . import calibration, golden
+from .compare import Difference, difference
 from .analyze import TensorInfo, first_output, in_model_order
 from .capture import capture_native_output
 from .context import firmware_model
@@ -53,27 +56,14 @@ DEPLOYMENT_TOLERANCE_STEPS = 0
 
 
 @dataclass
-class Difference:
-    """Output difference between two runs over all samples, in dequantized units."""
-
-    max_abs: float
-    mean_abs: float
-    max_steps: float | None  # integer outputs: the largest difference in quantization steps
-    top1_agreement: float | None  # outputs of several values: share of samples whose argmax agrees
-    first_failure: dict | None  # {"sample", "output", "element", "got", "expected"} or None
-
-    @property
-    def ok(self) -> bool:
-        return self.first_failure is None
-
-
-@dataclass
 class Verification:
     samples: int
     inputs_from: str
     arena_bytes: int
     deployment: Difference | None  # None when the deployment run itself failed
     deployment_error: str  # why it failed to run ("" when it ran)
+    rewrite_vs_original: Difference | None  # information: the model as given vs as the board gets it
+    rewrites: list[str]  # what tinygen rewrote for the board's library (numerics.py)
     tflite_vs_tflm: Difference | None  # information; None: not compared (see tflite_note)
     tflite_note: str
     keras_vs_tflite: Difference | None  # information; None: not compared (see keras_note)
@@ -98,6 +88,8 @@ class Verification:
             "deployment_vs_reference": difference(self.deployment) if self.deployment else None,
             "deployment_error": self.deployment_error or None,
             "allowed_steps": DEPLOYMENT_TOLERANCE_STEPS,
+            "rewrites": self.rewrites,
+            "rewrite_vs_original": difference(self.rewrite_vs_original),
             "tflite_vs_tflm": difference(self.tflite_vs_tflm),
             "tflite_note": self.tflite_note or None,
             "keras_vs_tflite": difference(self.keras_vs_tflite),
@@ -133,9 +125,14 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
              f"arena, {host_arena:,} B on this 64-bit host) and as its reference run ...")
     raw_inputs = [golden.to_tensor_dtype(arr.reshape(count, *t.shape), t)
                   for arr, t in zip(inputs, report.inputs)]
+    reference_arena = max(REFERENCE_ARENA_MIN, REFERENCE_ARENA_FACTOR * host_arena)
     with HostRuntime(prepared.tflite) as runtime:
-        reference = [out.reshape(count, -1) for out in runtime.run_float(
-            max(REFERENCE_ARENA_MIN, REFERENCE_ARENA_FACTOR * host_arena), inputs, len(report.outputs))]
+        reference = [out.reshape(count, -1) for out in runtime.run_float(reference_arena, inputs, len(report.outputs))]
+    rewrite_change = None
+    if prepared.adapted.applied:  # what tinygen's rewrites for the board did to the outputs
+        with HostRuntime(prepared.original_tflite) as runtime:
+            original = [out.reshape(count, -1) for out in runtime.run_float(reference_arena, inputs, len(report.outputs))]
+        rewrite_change = difference(reference, original, [t.scale for t in report.outputs])
     deployment, deployment_error = None, ""
     with HostRuntime(firmware_model(prepared)) as runtime:
         try:
@@ -144,17 +141,22 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
             deployment_error = exc.message
         else:
             deployed = [golden.to_float(raw, t).reshape(count, -1) for raw, t in zip(deployed_raw, report.outputs)]
-            deployment = _difference(deployed, reference, [t.scale for t in report.outputs],
+            deployment = difference(deployed, reference, [t.scale for t in report.outputs],
                                      DEPLOYMENT_TOLERANCE_STEPS)
 
     tflite_out, tflite_note = None, ""
     if importlib.util.find_spec("tensorflow") is None:
         tflite_note = f"TensorFlow is not installed ({CONVERT_EXTRA_HINT})"
     else:
-        tflite_out, tflite_scales = _run_tflite_interpreter(prepared.tflite, report.inputs,
-                                                            report.outputs, inputs, progress)
+        try:
+            tflite_out, tflite_scales = _run_tflite_interpreter(prepared.tflite, report.inputs,
+                                                                report.outputs, inputs, progress)
+        except (RuntimeError, ValueError) as exc:  # e.g. a TFLite-Micro custom op TensorFlow lacks
+            said = str(exc).strip().splitlines()
+            tflite_note = ("TensorFlow's TFLite interpreter cannot run this model"
+                           + (f" ({said[0]})" if said else ""))
     tflite_vs_tflm = (None if tflite_out is None
-                      else _difference(reference, tflite_out, tflite_scales, tolerance_steps=None))
+                      else difference(reference, tflite_out, tflite_scales, tolerance_steps=None))
 
     keras_out, keras_vs_tflite, keras_note = None, None, ""
     if prepared.model_kind != "keras":
@@ -164,11 +166,17 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
         keras_note = tflite_note
     else:
         progress(f"Running {count} samples through the Keras model ...")
-        keras_out = _run_keras(prepared, inputs)
-        if [a.shape for a in keras_out] == [a.shape for a in tflite_out]:
-            keras_vs_tflite = _difference(tflite_out, keras_out, scales=None, tolerance_steps=None)
+        try:
+            keras_out = _run_keras(prepared, inputs)
+        except TinygenError as exc:
+            keras_note = f"the Keras model could not be run here ({exc.message})"
+        except Exception as exc:  # noqa: BLE001 - Keras' own failure: the comparison is information only
+            keras_note = f"the Keras model could not be run here ({type(exc).__name__}: {exc})"
         else:
-            keras_note = "the Keras and TFLite outputs have different shapes"
+            if [a.shape for a in keras_out] == [a.shape for a in tflite_out]:
+                keras_vs_tflite = difference(tflite_out, keras_out, scales=None, tolerance_steps=None)
+            else:
+                keras_note = "the Keras and TFLite outputs have different shapes"
 
     metric, scores = None, {}
     if labels is not None:  # labels are for the model's first output
@@ -181,6 +189,8 @@ def verify(prepared: Prepared, eval_path: str | Path | None = None,
             scores = {"keras": score(keras_out[first])} | scores
     return Verification(samples=count, inputs_from=inputs_from, arena_bytes=arena,
                         deployment=deployment, deployment_error=deployment_error,
+                        rewrite_vs_original=rewrite_change,
+                        rewrites=[step.describe() for step in prepared.adapted.applied],
                         tflite_vs_tflm=tflite_vs_tflm, tflite_note=tflite_note,
                         keras_vs_tflite=keras_vs_tflite, keras_note=keras_note,
                         metric=metric, scores=scores, warnings=warnings)
@@ -257,36 +267,6 @@ def _run_tflite_interpreter(model: bytes, input_tensors: list[TensorInfo], outpu
     scales = [d["quantization"][0] if np.issubdtype(d["dtype"], np.integer) and d["quantization"][0] else None
               for d in outs]
     return [np.stack(r) for r in results], scales
-
-
-def _difference(got: list[np.ndarray], expected: list[np.ndarray], scales: list[float | None] | None,
-                tolerance_steps: int | None = None) -> Difference:
-    """Differences of `got` from `expected`. With `tolerance_steps`, also the first element
-    beyond it: integer outputs (a scale in `scales`) compare in quantization steps, float
-    ones with the float tolerance."""
-    diffs = [np.abs(g - e) for g, e in zip(got, expected)]
-    max_abs = max(float(d.max()) for d in diffs)
-    mean_abs = float(np.mean(np.concatenate([d.reshape(-1) for d in diffs])))
-    scales = scales or [None] * len(got)
-    steps = [d / s for d, s in zip(diffs, scales) if s]
-    max_steps = max(float(np.round(x.max(), 6)) for x in steps) if steps else None
-    wide = [(g, e) for g, e in zip(got, expected) if g.shape[1] > 1]
-    top1 = (float(np.mean(np.concatenate([g.argmax(1) == e.argmax(1) for g, e in wide])))
-            if wide else None)
-    first_failure = None
-    if tolerance_steps is not None:
-        for k, (g, e, d, s) in enumerate(zip(got, expected, diffs, scales)):
-            if s:  # a quantized output: compare in steps (a little slack for float rounding)
-                ok = d <= tolerance_steps * s + 1e-6 * s
-            else:
-                ok = golden.within_tolerance(g.astype(np.float32), e.astype(np.float32))
-            if not ok.all():
-                sample, element = (int(i) for i in np.argwhere(~ok)[0])
-                first_failure = {"sample": sample, "output": k, "element": element,
-                                 "got": float(g[sample, element]), "expected": float(e[sample, element])}
-                break
-    return Difference(max_abs=max_abs, mean_abs=mean_abs, max_steps=max_steps, top1_agreement=top1,
-                      first_failure=first_failure)
 
 
 def _metric(labels: np.ndarray, reference: np.ndarray) -> tuple[str, Callable[[np.ndarray], float]]:

@@ -72,9 +72,16 @@ def test_new_from_the_users_folder(installed, models, saved_model, tmp_path, kin
     assert "Traceback" not in result.stderr
     (project,) = (home / "firmware").iterdir()
     data = embedded_model(project, target)
-    assert analyze(data).inputs[0].shape == shape  # the user's model, not another
+    report = analyze(data)
+    assert report.inputs[0].shape == shape  # the user's model, not another
+    dense = [report.tensors[0][op.inputs[1]] for op in report.operators if op.op == "FULLY_CONNECTED"]
+    if target == "arduino":  # Chirale 2.0.0 reads one weight scale per Dense layer: converted (or
+        assert dense and not any(t.per_channel for t in dense)  # rewritten) to one scale per layer
+    elif kind in ("keras", "tflite"):
+        assert any(t.per_channel for t in dense)  # the converter's default, which these libraries compute
     if kind == "tflite":
-        assert data == source.read_bytes()
+        assert (data == source.read_bytes()) == (target != "arduino")  # byte for byte unless rewritten
+        assert ("Rewrote the model for" in result.stderr) == (target == "arduino")
     assert sorted(p.name for p in home.iterdir()) == ["data", "firmware", "models"]  # nothing else written
 
 
@@ -144,7 +151,7 @@ def test_light_install_runs_tflite_models(installed, models, tmp_path):
 # --- what needs no model is checked before TensorFlow loads ---------------------------------
 
 @pytest.mark.parametrize("case, extra, message", [
-    ("no calibration for int8", [], "needs representative input data"),
+    ("no calibration for int8", ["--quantize", "int8"], "needs representative input data"),
     ("calibration path typo", ["--calibration-data", "data/cal.npz"], "Calibration data file 'data/cal.npz' does not exist"),
     ("output exists", ["--calibration-data", "data/cal.npy", "--output", "taken"], "already exists"),
     ("unknown target", ["--target", "mbed"], "Invalid value for '--target'"),

@@ -104,7 +104,7 @@ CASES = [
     ("buffer out of range", ["inspect", "{bad}/out_of_range.tflite"], "buffer spans bytes"),
     ("random keras", ["new", "--target", "esp-idf", "--quantize", "none", "{bad}/random.keras"], "Could not load the Keras model"),
     ("truncated h5", ["new", "--target", "esp-idf", "--quantize", "none", "{bad}/truncated.h5"], "Could not load the Keras model"),
-    ("int8 without calibration", ["new", "--target", "esp-idf", "{bad}/random.keras"], "needs representative input data"),
+    ("int8 without calibration", ["new", "--target", "esp-idf", "--quantize", "int8", "{bad}/random.keras"], "needs representative input data"),
     ("unknown suffix", ["inspect", "{bad}/model.onnx"], "Unsupported model file type"),
     ("custom layer", ["new", "--target", "esp-idf", "--quantize", "none", "{bad}/custom_layer.keras"], "Doubler"),
     ("flex op", ["new", "--target", "zephyr", "{bad}/flex.tflite"], "'MatrixDeterminant' through Flex"),
