@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generator.model_source import byte_array_body, parse_byte_array  # noqa: E402
 
 
-def run_harness(target: str, model: Path, board: str) -> tuple[str, str, Path]:
-    """(PASS | FAIL | REFUSED, what the firmware printed, the harness's work folder)."""
-    env = os.environ | {"NO_BISECT": "1"}
+def run_harness(target: str, model: Path, board: str, fresh: bool = True) -> tuple[str, str, Path]:
+    """(PASS | FAIL | REFUSED, what the firmware printed, the harness's work folder). `fresh`:
+    generate the project again (the harness caches it by model and tinygen version)."""
+    env = os.environ | {"NO_BISECT": "1", "FRESH": "1" if fresh else "0"}
     done = subprocess.run(["bash", str(HARNESSES[target]), str(model), board], capture_output=True, text=True, env=env)
     out = done.stdout + done.stderr
     if "REFUSED:" in out:
@@ -134,7 +135,7 @@ def faults(target: str, board: str, model: Path) -> None:
             if (work / "inspect.json").is_file():
                 shutil.copy(work / "inspect.json", faulty_work / "inspect.json")
             inject(next((faulty_work / "gen").rglob("tinygen_model.cpp")).parent)
-            result, said, _ = run_harness(target, faulty_model, board)
+            result, said, _ = run_harness(target, faulty_model, board, fresh=False)
             print(entry(model, target, board, fault=name, result=result, printed=f'"{said}"'), flush=True)
             shutil.rmtree(faulty_work, ignore_errors=True)
 
