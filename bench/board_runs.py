@@ -144,3 +144,7 @@ def main() -> None:
     mode, target, board, *paths = sys.argv[1:]
     for path in paths:
         (selftest if mode == "selftest" else faults)(target, board, Path(path).resolve())
+
+
+if __name__ == "__main__":
+    main()
