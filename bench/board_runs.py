@@ -1,7 +1,7 @@
 """Generated firmware on the emulated boards, run by hand (needs QEMU; see ../shared/tools):
 
     python bench/board_runs.py selftest TARGET BOARD MODEL.tflite...
-    python bench/board_runs.py faults TARGET BOARD MODEL.tflite...
+    python bench/board_runs.py faults TARGET BOARD MODEL.tflite...      (TOOLS=DIR: the recipes)
 
 TARGET arduino runs ../shared/tools/cortex-m-qemu-selftest.sh (Chirale_TensorFLowLite 2.0.0 on
 an emulated Cortex-M4F), esp-idf runs esp-tflite-micro-qemu-selftest.sh (esp-tflite-micro 1.4.0 +
@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-TOOLS = Path(__file__).resolve().parents[2] / "shared" / "tools"
+# The recipes in ../shared/tools (TOOLS=DIR elsewhere).
+TOOLS = Path(os.environ.get("TOOLS", Path(__file__).resolve().parents[2] / "shared" / "tools"))
 HARNESSES = {"arduino": TOOLS / "cortex-m-qemu-selftest.sh", "esp-idf": TOOLS / "esp-tflite-micro-qemu-selftest.sh"}
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -142,6 +143,8 @@ def faults(target: str, board: str, model: Path) -> None:
 
 def main() -> None:
     mode, target, board, *paths = sys.argv[1:]
+    if not HARNESSES[target].is_file():
+        sys.exit(f"no {HARNESSES[target]} (set TOOLS=DIR)")
     for path in paths:
         (selftest if mode == "selftest" else faults)(target, board, Path(path).resolve())
 
