@@ -210,14 +210,14 @@ def to_markdown(ins: Inspection) -> str:
     md += ["", "## Arena", "",
            f"**{arena.arena_bytes:,} bytes**: {arena.breakdown()}.", ""]
     md += [f"- {line}" for line in arena.detail]
-    md += ["", "Simulated for this board's library (tinygen's `allocator.py`, checked against real "
+    md += ["", "Simulated for this board's library (tinygen's allocator simulation, checked against real "
            "32-bit runs of published models: `bench/arena_evidence.yaml` in tinygen's repository).", ""]
     md += ["## Latency", ""]
     md += [f"About **{format_ms(ins.latency.milliseconds)} ms** per inference: an estimate, {ins.latency.basis}."
            if ins.latency else "No estimate for this board (no published calibration)."]
     md += ["", "## What the board computes", "",
            f"The golden outputs come from {numerics_host()}; this board runs {numerics_library(board)} "
-           f"with {board['kernels']} kernels (tinygen's `data/numerics.yaml` lists where they differ, with "
+           f"with {board['kernels']} kernels (tinygen's numerics table, `numerics.yaml`, lists where they differ, with "
            "the pinned source lines).", ""]
     md += [f"- {line}" for line in numerics_lines(prepared)]
     md += ["", "## Fit", "", f"{fit.summary()}. The arena is in {fit.placement}. Runtime figures: "

@@ -331,3 +331,14 @@ def test_upsampling2d_is_converted_to_resize_nearest_neighbor(installed, tmp_pat
     assert "RESIZE_NEAREST_NEIGHBOR" in json.loads(made.stdout)["ops"]
     assert "TILE" not in json.loads(made.stdout)["ops"]
     assert "converted as Resizing" in made.stderr
+
+
+@pytest.mark.parametrize("target", ["esp-idf", "arduino", "zephyr"])
+def test_transpose_conv_models_generate_for_every_target(built, target):
+    """TRANSPOSE_CONV's int32 scratch (4 B per output element) and per-channel arrays are in
+    the memory plan, which matches the host runtime's (else prepare refuses)."""
+    prepared = prepare(built["layers"], target, with_golden=False)
+    requests = [r for r in prepared.arena.simulation.requests if r.op == "TRANSPOSE_CONV" and not r.persistent]
+    outputs = [prepared.report.tensors[0][op.outputs[0]] for op in prepared.report.operators if op.op == "TRANSPOSE_CONV"]
+    assert [r.bytes for r in requests] == [4 * t.element_count for t in outputs]
+    assert prepared.arena.arena_bytes >= prepared.arena.simulation.head_bytes + prepared.arena.simulation.tail_bytes
