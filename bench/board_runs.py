@@ -31,15 +31,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 # The recipes in ../shared/tools (TOOLS=DIR elsewhere).
 TOOLS = Path(os.environ.get("TOOLS", Path(__file__).resolve().parents[2] / "shared" / "tools"))
 HARNESSES = {"arduino": TOOLS / "cortex-m-qemu-selftest.sh", "esp-idf": TOOLS / "esp-tflite-micro-qemu-selftest.sh"}
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from generator.model_source import byte_array_body, parse_byte_array  # noqa: E402
+from tinygen.output.model_source import byte_array_body, parse_byte_array
 
 
 def run_harness(target: str, model: Path, board: str, fresh: bool = True) -> tuple[str, str, Path]:
@@ -49,10 +46,12 @@ def run_harness(target: str, model: Path, board: str, fresh: bool = True) -> tup
     done = subprocess.run(["bash", str(HARNESSES[target]), str(model), board], capture_output=True, text=True, env=env)
     out = done.stdout + done.stderr
     if "REFUSED:" in out:
-        return "REFUSED", " ".join(out[out.index("REFUSED:"):].split("\n")[1:3]).strip(), Path()
+        said = re.search(r"^Error: (.*)$", out[out.index("REFUSED:"):], re.M)
+        return "REFUSED", (said.group(1) if said else "tinygen refused").replace('"', "'"), Path()
     log = re.search(r"^log:\s+(\S+)", out, re.M)
-    said = re.findall(r"tinygen self-test: (?:PASS|FAIL).*|cortexm-qemu: FAULT.*|espidf-qemu: FAULT.*|"
-                      r"AllocateTensors\(\) failed.*|the sketch did not finish.*", out)
+    run_log = Path(log.group(1)).read_text(errors="replace") if log and Path(log.group(1)).is_file() else ""
+    said = re.findall(r"tinygen self-test: (?:PASS|FAIL).*|tinygen: \S.*failed.*|cortexm-qemu: FAULT.*|"
+                      r"espidf-qemu: FAULT.*|AllocateTensors\(\) failed.*|the sketch did not finish.*", run_log + out)
     verdict = "PASS" if re.search(r"^self-test:\s+PASS", out, re.M) else "FAIL"
     return verdict, (said[0] if said else out.strip().splitlines()[-1]).replace('"', "'"), \
         Path(log.group(1)).parents[1] if log else Path()

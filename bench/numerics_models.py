@@ -9,13 +9,11 @@ boards are exercised too.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def models():
@@ -71,7 +69,7 @@ def models():
 
 
 def main() -> None:
-    from generator import calibration, convert, load
+    from tinygen.model import calibration, convert, load
 
     folder = REPO / "bench" / "models"
     folder.mkdir(exist_ok=True)

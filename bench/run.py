@@ -33,15 +33,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "examples"))  # the example's data set (tinygen itself is installed)
 
 import numpy as np  # noqa: E402
 
 
 def make_models(folder: Path) -> dict[str, tuple[Path, Path]]:
     import keras
-
     from shapes import make_shapes
 
     keras.utils.set_random_seed(0)
@@ -81,7 +79,7 @@ def make_models(folder: Path) -> dict[str, tuple[Path, Path]]:
 
 def board_with(library: str, kernels: str):
     """A catalog board that pins `library` with `kernels` (what an evidence row was run with)."""
-    from generator.boards import board_ids, get_board, target_names
+    from tinygen.boards.catalog import board_ids, get_board, target_names
 
     return next(board for board in (get_board(t, b) for t in target_names() for b in board_ids(t))
                 if board["tflm_library"] == library and board["kernels"] == kernels)
@@ -99,11 +97,10 @@ def corpus_model(corpus: Path, row: dict) -> bytes | None:
 
 def board_arena_table() -> None:
     import yaml
-
-    from generator.analyze import analyze
-    from generator.arena import host_allocations, plan_arena
-    from generator.numerics import adapt
-    from generator.tflm_host import HostRuntime
+    from tinygen.library.numerics import adapt
+    from tinygen.memory.arena import host_allocations, plan_arena
+    from tinygen.model.analyze import analyze
+    from tinygen.model.tflm_host import HostRuntime
 
     corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
     evidence = yaml.safe_load((REPO / "bench" / "arena_evidence.yaml").read_text())["measurements"]
@@ -133,10 +130,9 @@ def board_arena_table() -> None:
 
 def numerics_tables() -> None:
     import yaml
-
-    from generator.analyze import analyze
-    from generator.boards import get_board
-    from generator.numerics import adapt
+    from tinygen.boards.catalog import get_board
+    from tinygen.library.numerics import adapt
+    from tinygen.model.analyze import analyze
 
     corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
     evidence = yaml.safe_load((REPO / "bench" / "numerics_evidence.yaml").read_text())
@@ -175,9 +171,9 @@ def latency_table() -> None:
     estimate is for a model it has not seen). Points kept for comparison only (`older`) are
     estimated with the calibration fitted on all points. Also recounts each reference model's
     work from its published file (CORPUS) and stops on a difference with data/latency.yaml."""
-    from generator.analyze import analyze
-    from generator.latency import calibration_data, fit, reference_work
-    from generator.layers import model_cost
+    from tinygen.boards.latency import calibration_data, fit, reference_work
+    from tinygen.model.analyze import analyze
+    from tinygen.model.layers import model_cost
 
     data = calibration_data()
     corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
@@ -214,10 +210,10 @@ def latency_table() -> None:
 
 
 def arena_table(models: dict[str, tuple[Path, Path]], folder: Path) -> dict[str, Path]:
-    from generator import calibration, convert, load
-    from generator.analyze import analyze
-    from generator.arena import check_plan, host_allocations, measure_arena_min
-    from generator.tflm_host import HostRuntime
+    from tinygen.memory.arena import check_plan, host_allocations, measure_arena_min
+    from tinygen.model import calibration, convert, load
+    from tinygen.model.analyze import analyze
+    from tinygen.model.tflm_host import HostRuntime
 
     tflites = {}
     print("\nArena on the host runtime: the simulated memory plan is the runtime's (checked), and "
@@ -252,9 +248,8 @@ def rule_verdict(rule_bytes: int, minimal: int) -> str:
 def accuracy_table(folder: Path) -> None:
     import keras
     from sklearn.datasets import load_digits
-
-    from generator.pipeline import prepare
-    from generator.verify import verify
+    from tinygen.check.verify import verify
+    from tinygen.pipeline import prepare
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]  # 8x8, scaled to [0, 1]
@@ -288,7 +283,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def speed_table(models, tflites, folder: Path) -> None:
-    tinygen = [sys.executable, "-m", "generator.cli"]
+    tinygen = [sys.executable, "-m", "tinygen.cli"]
     print("\nSpeed: wall time, one run each, same machine and run")
     print(f"{'model':<22}{'new .tflite':>12}{'new .keras':>12}{'bare TF convert':>17}{'keras/bare':>11}")
     for name, (source, cal) in models.items():

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, boards
-from .convert import QUANTIZATIONS
+from . import __version__
+from .boards import catalog as boards
 from .errors import TinygenError
+from .model.convert import QUANTIZATIONS
 from .progress import TerminalProgress
 
 TARGETS = boards.target_names()
@@ -60,8 +61,9 @@ def _board_help() -> str:
 
 
 def _quantize_help() -> str:
-    return ("Quantization for Keras models and SavedModels (a .tflite is embedded as is and "
-            "takes no --quantize). "
+    return ("Quantization for Keras models and SavedModels (a .tflite takes no --quantize: it is "
+            "embedded as is, unless the board's library would compute it wrongly; then tinygen rewrites "
+            "it and says how). "
             + "; ".join(f"{k}: {v}" for k, v in QUANTIZATIONS.items())
             + ". Default: int8 with --calibration-data, none (float32) without. A board whose "
             "TFLite-Micro reads one weight scale per Dense layer gets its Dense layers quantized so.")
@@ -146,12 +148,12 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
         with_profile, model) -> None:
     """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite), with
     MODEL_REPORT.md: what the model costs on the board and how each figure was obtained."""
-    from . import report as views
-    from .fit import require_fit
-    from .naming import project_name
+    from .boards.fit import require_fit
+    from .output import report as views
+    from .output.naming import project_name
+    from .output.project import write_project
+    from .output.render import check_destination
     from .pipeline import prepare
-    from .project import write_project
-    from .render import check_destination
 
     progress = _progress()
     project = project_name(name if name is not None else model.stem if model.suffix else model.name)
@@ -208,7 +210,7 @@ def inspect(ctx, target, board, quantize, calibration_data, golden_bytes, as_jso
     arena, latency estimate and fit, then whether it fits each board in the catalog. Exits 1
     when it cannot run on, or does not fit, the board asked about (default: the target's
     default board), so CI can gate on it."""
-    from . import report as views
+    from .output import report as views
     from .pipeline import prepare
 
     prepared = prepare(model, target, board, quantize, calibration_data, with_golden=False,
@@ -236,7 +238,7 @@ def profile(project, as_json, log) -> None:
     """Read a saved serial LOG of a `tinygen new --profile` firmware and show each operator's
     measured time beside tinygen's estimate for it. Exits 1 when the log holds no complete
     profile or its operators are not the project's model."""
-    from .profile import compare
+    from .output.profile import compare
 
     comparison = compare(log, project)
     if as_json:
@@ -266,8 +268,9 @@ def verify(target, board, quantize, calibration_data, eval_data, as_json, model)
     the calibration data, else pseudo-random ones. A .tflite needs no TensorFlow (the TFLite
     comparison is then skipped).
     """
+    from .check.verify import failure_error
+    from .check.verify import verify as run_verification
     from .pipeline import prepare
-    from .verify import failure_error, verify as run_verification
 
     if eval_data is not None and not eval_data.is_file():
         raise TinygenError(f"Evaluation data file '{eval_data}' does not exist.")

@@ -8,28 +8,31 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import calibration, labels as class_labels, load, numerics
-from .analyze import ModelReport, analyze, in_model_order
-from .arena import LARGEST_ARENA, ArenaPlan, check_plan, host_allocations, measure_arena_min, plan_arena
-from .boards import Board, get_board
-from .compare import describe_change, difference
+from .boards.catalog import Board, get_board
+from .boards.fit import Fit, fit
+from .check.compare import describe_change, difference
+from .check.golden import (CANDIDATES, GoldenVectors, Layout, default_budget, deterministic_inputs,
+                           make_golden, plan_layout)
 from .errors import TinygenError
-from .fit import Fit, fit
-from .golden import (CANDIDATES, GoldenVectors, Layout, default_budget, deterministic_inputs, make_golden,
-                     plan_layout, to_float, to_tensor_dtype)
+from .library import numerics
+from .library.resolver import Resolution, load_table, resolve
+from .memory.arena import (LARGEST_ARENA, ArenaPlan, check_plan, host_allocations, measure_arena_min,
+                           plan_arena)
+from .model import calibration, load
+from .model import labels as class_labels
+from .model.analyze import ModelReport, analyze, in_model_order
+from .model.load import require_tensorflow
+from .model.quantization import to_float, to_tensor_dtype
+from .model.tflm_host import HostRuntime
 from .progress import Progress
-from .resolver import Resolution, load_table, resolve
-from .tflm_host import HostRuntime
 
 # Inputs a rewrite's effect on the outputs is measured on (of the calibration data).
 CHANGE_SAMPLES = 200
-CONVERT_EXTRA_HINT = "pip install 'tinygen[convert]' (TensorFlow, to convert Keras models)"
 
 
 @dataclass
@@ -62,13 +65,6 @@ class Prepared:
         if self.unsupported is not None:
             raise self.unsupported
         return self.resolution
-
-
-def require_tensorflow(what: str) -> None:
-    """A clear error, before any work, when this installation has no TensorFlow."""
-    if importlib.util.find_spec("tensorflow") is None:
-        raise TinygenError(f"{what} needs TensorFlow, which this installation of tinygen lacks.",
-                           hint=CONVERT_EXTRA_HINT + "; a ready .tflite needs no TensorFlow.")
 
 
 def default_quantization(kind: str, quantize: str | None, calibration_path: Path | None) -> str:
@@ -127,7 +123,7 @@ def prepare(model_path: str | Path, target: str, board_id: str | None = None,
         report = analyze(tflite)
         specs = [calibration.InputSpec(t.name, tuple(t.shape)) for t in report.inputs]
     else:
-        from .convert_process import convert_in_child
+        from .model.convert_process import convert_in_child
 
         progress(f"Loading {model_path} ...")
         converted = convert_in_child(model_path, quantize, calibration_path, progress,

@@ -7,6 +7,7 @@ fixture that trains the models is the only place TensorFlow is loaded in-process
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +35,6 @@ class ModelFiles:
 def _train_models(folder: Path) -> dict[str, tuple[Path, np.ndarray]]:
     import keras
     import tf_keras
-
     from shapes import make_shapes
 
     keras.utils.set_random_seed(1)
@@ -75,7 +75,7 @@ def _train_models(folder: Path) -> dict[str, tuple[Path, np.ndarray]]:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, ModelFiles]:
     """name -> ModelFiles, converted with the real TFLite converter (int8 and none)."""
-    from generator import calibration, convert, load
+    from tinygen.model import calibration, convert, load
 
     folder = tmp_path_factory.mktemp("models")
     result = {}
@@ -106,8 +106,8 @@ def example_model() -> ModelFiles:
 def generate(tmp_path_factory, models):
     """generate(model, target, board, quantize="int8") -> project path, rendered once per
     combination through the same library calls `tinygen new` makes."""
-    from generator.pipeline import prepare
-    from generator.project import write_project
+    from tinygen.output.project import write_project
+    from tinygen.pipeline import prepare
 
     cache: dict = {}
     root = tmp_path_factory.mktemp("projects")
@@ -163,14 +163,24 @@ def _install(folder: Path, wheel: Path, dependencies: Path) -> Installation:
     return Installation(root=folder, site_packages=purelib)
 
 
+def build_wheel(dest: Path) -> Path:
+    """tinygen's wheel, built from a copy of the checkout without its build/ folder (setuptools
+    would take stale modules from an earlier build/lib)."""
+    source = dest.parent / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(dest), str(source)], check=True, capture_output=True)
+    (wheel,) = dest.glob("tinygen-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> dict[str, Installation]:
     """{"full": with TensorFlow, "light": without} — tinygen built as a wheel and installed
     into fresh virtual environments, its console script run as users run it."""
     folder = tmp_path_factory.mktemp("installed")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(folder / "dist"), str(REPO)], check=True, capture_output=True)
-    (wheel,) = (folder / "dist").glob("tinygen-*.whl")
+    wheel = build_wheel(folder / "dist")
     ours = Path(sysconfig.get_paths()["purelib"])
     light_deps = folder / "light-dependencies"
     light_deps.mkdir()

@@ -9,13 +9,12 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
-from generator import __version__
-from generator.cli import cli
+from tinygen import __version__
+from tinygen.cli import cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tinygen.cli", *args], capture_output=True, text=True)
 
 
 def test_version_and_help():
@@ -59,10 +58,10 @@ def test_new_from_tflite_embeds_the_input_bytes(models, tmp_path, target):
     assert "Traceback" not in result.stderr
     project = tmp_path / "robot_arm"
     (data_file,) = list(project.rglob("model_data.cpp"))
-    from generator.analyze import analyze
-    from generator.boards import get_board
-    from generator.model_source import parse_byte_array
-    from generator.numerics import adapt
+    from tinygen.boards.catalog import get_board
+    from tinygen.library.numerics import adapt
+    from tinygen.model.analyze import analyze
+    from tinygen.output.model_source import parse_byte_array
 
     # Byte for byte, unless the board's library needs the model rewritten (Chirale 2.0.0 reads
     # one weight scale per Dense layer): then exactly that rewrite.
@@ -126,11 +125,10 @@ def test_errors_are_one_message_without_traceback(models, tmp_path, args, messag
 
 
 def test_model_too_big_for_board_is_refused(models, tmp_path, monkeypatch):
-    from generator import boards
-    from generator.errors import TinygenError
-    from generator.fit import fit, require_fit
-
-    from generator.analyze import analyze
+    from tinygen.boards import catalog as boards
+    from tinygen.boards.fit import fit, require_fit
+    from tinygen.errors import TinygenError
+    from tinygen.model.analyze import analyze
 
     report = analyze(models["mlp"].tflite["int8"].read_bytes())
     board = boards.get_board("zephyr", "qemu_cortex_m3")
@@ -144,8 +142,7 @@ def test_inspect_fit_table_covers_every_board(tmp_path):
     """Every catalog board gets a row with its own arena; a board whose pinned TFLite-Micro
     lacks an operator says so instead of a fit."""
     import keras
-
-    from generator import boards
+    from tinygen.boards import catalog as boards
 
     inputs = keras.Input((6,))
     model = keras.Model(inputs, keras.ops.min(keras.layers.Dense(4)(inputs), axis=-1, keepdims=True))

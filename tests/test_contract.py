@@ -28,7 +28,7 @@ def test_cookiecutter_json_lists_every_key_used(target, generate):
             node = node[part]
     # ...and the real context provides every key the contract documents.
     _, prepared = generate("mlp", target)
-    from generator.context import build_context
+    from tinygen.output.context import build_context
 
     real = build_context(prepared, "x")
     missing = [k for k in contract if k not in real] + [

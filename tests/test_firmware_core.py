@@ -82,8 +82,8 @@ def test_format_float_matches_python(core_source, tmp_path):
 def test_quantize_matches_the_golden_vectors_and_saturates(core_source, tmp_path):
     """model_set_input()'s quantization must equal the host's (golden.to_tensor_dtype), and
     saturate instead of overflowing for huge or NaN inputs."""
-    from generator.analyze import TensorInfo
-    from generator.golden import to_tensor_dtype
+    from tinygen.model.analyze import TensorInfo
+    from tinygen.model.quantization import to_tensor_dtype
 
     stand_in = "struct TfLiteTensor { struct { float scale; int32_t zero_point; } params; };\n"
     run = compile_fragment(tmp_path, core_source, "Quantize", stand_in, """

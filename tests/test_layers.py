@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from generator.analyze import analyze
-from generator.cli import cli
-from generator.layers import LayerRow, layer_table, model_cost
-from generator.pipeline import prepare
+from tinygen.cli import cli
+from tinygen.model.analyze import analyze
+from tinygen.model.layers import LayerRow, layer_table, model_cost
+from tinygen.pipeline import prepare
 
 # Published models (not in the repository; their cases skip without them), as bench/run.py finds them.
 CORPUS = Path(os.environ.get("CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))

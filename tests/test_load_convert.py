@@ -7,16 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-
-from generator import calibration, convert, load
-from generator.analyze import analyze
-from generator.errors import TinygenError
+from tinygen.errors import TinygenError
+from tinygen.model import calibration, convert, load
+from tinygen.model.analyze import analyze
 
 
 def test_tflite_path_never_imports_tensorflow(models):
     code = (
         "import sys\n"
-        "from generator.pipeline import prepare\n"
+        "from tinygen.pipeline import prepare\n"
         f"p = prepare({str(models['mlp'].tflite['int8'])!r}, 'esp-idf')\n"
         "assert p.arena.arena_bytes > 0\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from flatbuffers import flexbuffers
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-from generator.pipeline import prepare
-from generator.resolver import load_table
+from tinygen.library.resolver import load_table
+from tinygen.pipeline import prepare
 
 
 def signal_window_model(size: int = 16) -> bytes:
@@ -68,7 +67,7 @@ def test_signal_ops_deploy_on_esp_idf_and_are_refused_where_missing(tmp_path):
     path.write_bytes(signal_window_model())
     prepared = prepare(path, "esp-idf")
     assert [(r.op, r.method) for r in prepared.resolution.registrations] == [("SignalWindow", "AddWindow")]
-    from generator.errors import TinygenError
+    from tinygen.errors import TinygenError
 
     with pytest.raises(TinygenError, match="custom operator 'SignalWindow'.*Chirale_TensorFLowLite 2.0.0"):
         prepare(path, "arduino", "nano33ble")
@@ -77,8 +76,8 @@ def test_signal_ops_deploy_on_esp_idf_and_are_refused_where_missing(tmp_path):
 def test_a_large_arena_goes_to_psram_on_a_board_that_has_it(tmp_path):
     """An arena larger than the S3's internal RAM: a PSRAM board allocates it there (and
     enables PSRAM), a board without PSRAM refuses the model with the numbers."""
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     # Small input and output (the golden vectors stay small), float activations of 2 x 256 KB.
     model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(64, 3, padding="same"),
@@ -87,7 +86,7 @@ def test_a_large_arena_goes_to_psram_on_a_board_that_has_it(tmp_path):
     path = tmp_path / "wide.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     out = tmp_path / "out"
-    created = subprocess.run([sys.executable, "-m", "generator.cli", "new", "--target", "esp-idf", "--board",
+    created = subprocess.run([sys.executable, "-m", "tinygen.cli", "new", "--target", "esp-idf", "--board",
                               "esp32s3_n8r8", "--output", str(out), str(path)], capture_output=True, text=True)
     assert created.returncode == 0, created.stderr
     assert "arena in   PSRAM" in created.stdout
@@ -98,13 +97,13 @@ def test_a_large_arena_goes_to_psram_on_a_board_that_has_it(tmp_path):
     assert "allocate_psram(kArenaBytes)" in core and "uint8_t* g_tensor_arena = nullptr;" in core
     assert "heap_caps_aligned_alloc(16, bytes, MALLOC_CAP_SPIRAM" in (project / "main" / "tinygen_platform.cpp").read_text()
 
-    refused = subprocess.run([sys.executable, "-m", "generator.cli", "new", "--target", "esp-idf", "--board",
+    refused = subprocess.run([sys.executable, "-m", "tinygen.cli", "new", "--target", "esp-idf", "--board",
                               "esp32s3", "--output", str(tmp_path / "no"), str(path)], capture_output=True, text=True)
     assert refused.returncode == 1
     assert "does not fit" in refused.stderr and "not enough RAM" in refused.stderr
     assert not (tmp_path / "no").exists()
 
-    table = subprocess.run([sys.executable, "-m", "generator.cli", "inspect", "--json", str(path)],
+    table = subprocess.run([sys.executable, "-m", "tinygen.cli", "inspect", "--json", str(path)],
                            capture_output=True, text=True)
     rows = {r["board"]: r for r in json.loads(table.stdout)["boards"] if r["target"] == "esp-idf"}
     assert rows["esp32s3_n8r8"]["ok"] and rows["esp32s3_n8r8"]["arena_placement"] == "psram"

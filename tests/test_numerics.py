@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from generator import numerics, rewrite
-from generator.analyze import analyze
-from generator.boards import board_ids, get_board, kernel_families, target_names
-from generator.errors import TinygenError
-from generator.golden import deterministic_inputs, first_mismatch, generated_input, lowbias32
-from generator.model_source import parse_byte_array
-from generator.pipeline import prepare
-from generator.tflm_host import HostRuntime
+from tinygen.boards.catalog import board_ids, get_board, target_names
+from tinygen.check.golden import deterministic_inputs, first_mismatch, generated_input, lowbias32
+from tinygen.errors import TinygenError
+from tinygen.library import numerics, rewrite
+from tinygen.library.pinned import kernel_families
+from tinygen.model.analyze import analyze
+from tinygen.model.tflm_host import HostRuntime
+from tinygen.output.model_source import parse_byte_array
+from tinygen.pipeline import prepare
 
 ARENA = 1 << 22
 
@@ -90,7 +90,7 @@ def _applied(board_id: tuple[str, str], data: bytes) -> numerics.Adapted:
 # --- the table --------------------------------------------------------------------------------
 
 def test_every_library_and_kernel_family_has_its_rules():
-    from generator.allocator import libraries
+    from tinygen.library.pinned import libraries
 
     data = numerics.table()
     assert set(data["libraries"]) == set(libraries())
@@ -223,7 +223,7 @@ def test_golden_vectors_are_exact_on_an_exact_board(generate):
 def test_large_inputs_are_generated_on_the_device(models, tmp_path):
     """When one stored input does not fit the budget, the firmware generates its inputs from a
     seed (the host generated the same values) and only seeds and outputs are stored."""
-    from generator.project import write_project
+    from tinygen.output.project import write_project
 
     prepared = prepare(models["cnn"].tflite["int8"], "esp-idf", golden_bytes=64,
                        calibration_path=models["cnn"].calibration)

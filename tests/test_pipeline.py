@@ -6,12 +6,11 @@ import re
 
 import numpy as np
 import pytest
-
-from generator.analyze import analyze
-from generator.arena import ALIGNMENT, measure_arena_min
-from generator.model_source import parse_byte_array
-from generator.resolver import load_table, resolve
-from generator.tflm_host import HostRuntime
+from tinygen.library.resolver import load_table, resolve
+from tinygen.memory.arena import ALIGNMENT, measure_arena_min
+from tinygen.model.analyze import analyze
+from tinygen.model.tflm_host import HostRuntime
+from tinygen.output.model_source import parse_byte_array
 
 MODELS = ["mlp", "cnn", "depthwise"]
 
@@ -66,8 +65,8 @@ def test_memory_plan_is_the_runtimes(models, model, quantize):
     the head the host runtime's own allocator reports (the simulation's foundation)."""
     import re
 
-    from generator.planner import Buffer, align, plan, tensor_buffers
-    from generator.scratch import requests
+    from tinygen.memory.planner import Buffer, align, plan, tensor_buffers
+    from tinygen.memory.scratch import requests
 
     data = models[model].tflite[quantize].read_bytes()
     report = analyze(data)
@@ -139,8 +138,8 @@ def test_golden_vectors_reproduce_on_the_runtime(generate, models, model):
 def test_golden_inputs_are_away_from_rounding_ties(generate):
     """The chosen golden inputs' outputs do not move when every layer's pre-rounding values
     shift by 1/16 of a step either way: kernels that round near-ties differently agree on them."""
-    from generator.golden import TIE_STEPS
-    from generator.perturb import shifted_biases
+    from tinygen.check.golden import TIE_STEPS
+    from tinygen.check.perturb import shifted_biases
 
     _, prepared = generate("cnn", "esp-idf")
     golden = prepared.golden
@@ -155,7 +154,7 @@ def test_golden_inputs_are_away_from_rounding_ties(generate):
 
 def test_bias_shift_moves_pre_rounding_values(models):
     """perturb.shifted_biases: a whole-step shift moves outputs, a zero-step model is None."""
-    from generator.perturb import shifted_biases
+    from tinygen.check.perturb import shifted_biases
 
     data = models["mlp"].tflite["int8"].read_bytes()
     assert shifted_biases(models["mlp"].tflite["none"].read_bytes(), 1.0) is None  # float: no int8 bias
@@ -174,7 +173,7 @@ def test_tolerance_follows_the_boards_numerics(models):
     """A board that computes the model bit for bit gets tolerance 0; one whose kernels may round
     a step apart the measured carry of a half-step rounding difference per layer (never less
     than one). The same inputs either way."""
-    from generator.golden import make_golden, plan_layout
+    from tinygen.check.golden import make_golden, plan_layout
 
     data = models["cnn"].tflite["int8"].read_bytes()
     report = analyze(data)
@@ -195,7 +194,7 @@ def test_unsupported_op_names_the_op(models):
     narrowed = type(table)(name="t", description="a table without SOFTMAX", source=table.source,
                            builtin={k: v for k, v in table.builtin.items() if k != "SOFTMAX"},
                            custom=table.custom)
-    from generator.errors import TinygenError
+    from tinygen.errors import TinygenError
 
     with pytest.raises(TinygenError, match="operator SOFTMAX"):
         resolve(report, narrowed)

@@ -17,8 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from generator.profile import parse_log
+from tinygen.output.profile import parse_log
 
 DATA = Path(__file__).resolve().parent / "data"
 MODEL = DATA / "shapes_cnn_int8.tflite"
@@ -107,7 +106,7 @@ def test_parser_takes_the_last_complete_profile_whatever_surrounds_it():
 
 
 def test_without_profile_no_profiling_code_is_compiled(generate, tmp_path):
-    from generator.project import write_project
+    from tinygen.output.project import write_project
 
     plain, prepared = generate("mlp", "arduino")
     for name in ("tinygen_model.cpp", "tinygen_model.h"):
@@ -147,7 +146,7 @@ def test_profiler_core_times_main_graph_operators_on_the_host(generate, tmp_path
     as TFLite-Micro drives it: nested events (a WHILE's body) count in their operator."""
     if shutil.which("g++") is None:
         pytest.skip("g++ not on PATH")
-    from generator.project import write_project
+    from tinygen.output.project import write_project
 
     _, prepared = generate("mlp", "arduino")
     core = (write_project(prepared, "mlp_host", tmp_path, profile=True).rendered.path / "tinygen_model.cpp").read_text()

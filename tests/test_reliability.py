@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from generator.errors import TinygenError
+from tinygen.errors import TinygenError
 
 
 def tree_hash(root: Path) -> str:
@@ -26,7 +25,7 @@ def tree_hash(root: Path) -> str:
 
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "tinygen.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -45,8 +44,8 @@ def bad_inputs(tmp_path_factory, models):
         "model.onnx": b"onnx",
     }
     # A valid flatbuffer whose first non-empty buffer claims data far outside the file.
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
     import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(good, 0))
     for buffer in model.buffers:
@@ -163,9 +162,9 @@ def test_hostile_names_stay_inside_output_and_are_not_evaluated(models, tmp_path
 
 
 def test_failure_midway_leaves_nothing(models, tmp_path, monkeypatch):
-    from generator import render
-    from generator.context import build_context, golden_arrays, model_array
-    from generator.pipeline import prepare
+    from tinygen.output import render
+    from tinygen.output.context import build_context, golden_arrays, model_array
+    from tinygen.pipeline import prepare
 
     prepared = prepare(models["mlp"].tflite["int8"], "esp-idf")
     context = build_context(prepared, "half")
@@ -199,7 +198,7 @@ def test_read_only_destination(models, tmp_path):
     output.mkdir()
     output.chmod(0o555)
     try:
-        result = subprocess.run([*_without_root_override(), sys.executable, "-m", "generator.cli", "new",
+        result = subprocess.run([*_without_root_override(), sys.executable, "-m", "tinygen.cli", "new",
                                  "--target", "esp-idf", "--output", str(output), str(models["mlp"].tflite["int8"])],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 1, result.stderr
@@ -214,8 +213,7 @@ def test_fuzzed_tflite_never_crashes_the_cli(models, tmp_path):
     """1000 seeded mutations of a small valid model through `inspect`'s code path:
     every one ends in a report or a TinygenError, never another exception or a crash."""
     from click.testing import CliRunner
-
-    from generator.cli import cli as tinygen
+    from tinygen.cli import cli as tinygen
 
     good = models["mlp"].tflite["int8"].read_bytes()
     rng = random.Random(1234)
@@ -248,8 +246,7 @@ def test_converter_crash_is_a_clean_error(models, tmp_path, monkeypatch):
     models): it runs in a child process, and its death is one clear message, nothing written.
     The crash is simulated: every child Python started with this sitecustomize segfaults."""
     from click.testing import CliRunner
-
-    from generator.cli import cli as tinygen
+    from tinygen.cli import cli as tinygen
 
     hooks = tmp_path / "hooks"
     hooks.mkdir()

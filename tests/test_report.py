@@ -8,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from generator import boards
-from generator.latency import calibration_data, fit, point_cycles, reference_work
+from tinygen.boards import catalog as boards
+from tinygen.boards.latency import calibration_data, fit, point_cycles, reference_work
 
 DATA = Path(__file__).resolve().parent / "data"
 MODEL = DATA / "shapes_cnn_int8.tflite"

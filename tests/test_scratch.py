@@ -4,9 +4,8 @@ sources' own size expressions (file and lines cited with each case)."""
 from __future__ import annotations
 
 import pytest
-
-from generator.analyze import ModelReport, OperatorInfo, TensorInfo
-from generator.scratch import requests
+from tinygen.memory.scratch import requests
+from tinygen.model.analyze import ModelReport, OperatorInfo, TensorInfo
 
 SAME, VALID = 0, 1  # schema Padding
 

@@ -6,8 +6,7 @@ import re
 
 import pytest
 import yaml
-
-from generator import boards
+from tinygen.boards import catalog as boards
 
 ALL_BOARDS = [(t, b) for t in boards.target_names() for b in boards.board_ids(t)]
 
@@ -113,7 +112,7 @@ def test_zephyr_application_structure(generate, board):
 def test_cmsis_nn_lstm_kconfig_only_where_needed():
     """Zephyr's CMSIS-NN kernel option leaves the CMSIS-NN LSTM functions out; a model with
     the fused LSTM op on a CMSIS-NN board gets them, nothing else does."""
-    from generator.context import extra_kconfig
+    from tinygen.output.context import extra_kconfig
 
     lstm = ["FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     (item,) = extra_kconfig(boards.get_board("zephyr", "nrf52840dk"), lstm)

@@ -10,10 +10,9 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from generator import pipeline
-from generator.cli import cli
-from generator.verify import failure_error, verify
+from tinygen import pipeline
+from tinygen.check.verify import failure_error, verify
+from tinygen.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +90,8 @@ def test_too_small_arena_fails(cnn_prepared, monkeypatch):
 def test_wrong_kernel_fails(cnn_prepared, monkeypatch):
     """The firmware runs a kernel that computes something else: here every biased layer's
     result lands two steps off (its bias shifted, `perturb.shifted_biases`)."""
-    from generator import verify as verify_module
-    from generator.perturb import shifted_biases
+    from tinygen.check import verify as verify_module
+    from tinygen.check.perturb import shifted_biases
 
     monkeypatch.setattr(verify_module, "firmware_model", lambda prepared: shifted_biases(prepared.tflite, 2.0))
     result = verify(cnn_prepared)
@@ -107,7 +106,6 @@ def imu_classifier(tmp_path_factory):
     """A small Conv1D IMU gesture classifier (64 steps x 6 axes, 4 classes): one of the
     models on which TFLite's and TFLite-Micro's kernels round near-ties differently."""
     import keras
-
     from imu import imu_gestures
 
     keras.utils.set_random_seed(0)
@@ -145,7 +143,7 @@ def test_near_tie_rounding_does_not_fail(imu_classifier):
 def test_cli_reports_disagreement_as_information(models, monkeypatch):
     """TFLite rounding 5 steps away on one output is printed, with top-1 agreement; the exit
     code follows the deployment verdict only."""
-    from generator import verify as verify_module
+    from tinygen.check import verify as verify_module
 
     real = verify_module._run_tflite_interpreter
 
@@ -182,7 +180,7 @@ def test_cli_json_for_a_tflite_file(models, tmp_path):
     x = np.load(models["mlp"].calibration)
     labels = (x[:, :4] > 0).argmax(1)
     np.savez(tmp_path / "eval.npz", x, labels)  # unnamed (x, y) works too
-    result = subprocess.run([sys.executable, "-m", "generator.cli", "verify", "--json", "--eval-data",
+    result = subprocess.run([sys.executable, "-m", "tinygen.cli", "verify", "--json", "--eval-data",
                              str(tmp_path / "eval.npz"), str(models["mlp"].tflite["int8"])],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""Derive an operator table (generator/data/ops/<name>.json) from a pinned TFLite-Micro's
+"""Derive an operator table (generator/library/data/ops/<name>.json) from a pinned TFLite-Micro's
 `micro_mutable_op_resolver.h`, so that no table is typed by hand.
 
 Every `AddXxx()` method of `MicroMutableOpResolver` ends in either
@@ -12,7 +12,7 @@ Usage (the header is read from a bare git snapshot of the pinned repository):
         --path tensorflow/lite/micro/micro_mutable_op_resolver.h \\
         --description "esp-tflite-micro 1.4.0 (TFLite-Micro 0965635)" \\
         --ref-note "99f49e1 (idf_component.yml version 1.4.0)" --repo espressif/esp-tflite-micro \\
-        --out generator/data/ops/esp-tflite-micro-1.4.0.json \\
+        --out generator/library/data/ops/esp-tflite-micro-1.4.0.json \\
         [--custom-compiled AddRfft,AddWindow --custom-note "..."]
 
 `--custom-compiled` keeps only the listed custom methods (for a build that compiles only some

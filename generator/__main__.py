@@ -1,0 +1,5 @@
+"""`python -m tinygen`: the same as the `tinygen` command."""
+
+from .cli import main
+
+main()

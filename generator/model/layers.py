@@ -1,0 +1,133 @@
+"""What each layer costs, from the flatbuffer and the board's simulated arena (no TensorFlow):
+its output, its weights, its multiply-accumulates (or element operations for layers without
+MACs), the activation memory in use while it runs, and what the board's kernels ask for it.
+The layer whose memory reaches the plan's high-water mark is the one that sets the arena's head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .analyze import ModelReport, OperatorInfo
+
+if TYPE_CHECKING:  # read as an argument: the memory plan sits above the model
+    from ..memory.allocator import Simulation
+
+
+@dataclass
+class LayerRow:
+    index: int
+    op: str
+    output_shape: list[int]
+    weight_bytes: int  # constant inputs (weights, biases) in the flatbuffer
+    output_elements: int  # elements it writes (what requantizing and copying scale with)
+    macs: int  # multiply-accumulates (convolutions, fully connected, recurrent layers)
+    ops: int  # element operations of layers without MACs (pooling, add, activations, ...)
+    live_bytes: int  # activation and scratch buffers alive while it runs
+    head_bytes: int  # the memory plan's highest offset in use while it runs
+    scratch_bytes: int  # scratch the board's kernels ask for this layer
+    kept_bytes: int  # persistent buffers its kernel keeps (per-channel arrays, LUTs, ...)
+    peak: bool  # this layer's head is the plan's high-water mark: it sets the arena's head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def work(self) -> "Work":
+        return Work(macs=self.macs, output_elements=self.output_elements)
+
+
+def _elements(shape: list[int]) -> int:
+    return int(np.prod(shape)) if shape else 1
+
+
+def _cost(report: ModelReport, op: OperatorInfo) -> tuple[int, int]:
+    """(MACs, element operations) of one operator, counted the usual way: a convolution's
+    output elements times its filter window (times input channels per group), a fully
+    connected layer's outputs times its input depth, an LSTM's four gates per step."""
+    graph = report.tensors[op.subgraph]
+
+    def shape(i: int, outputs: bool = False) -> list[int]:
+        indices = op.outputs if outputs else op.inputs
+        return graph[indices[i]].shape if i < len(indices) and indices[i] >= 0 else []
+
+    out = _elements(shape(0, True)) if op.outputs else 0
+    name = op.op
+    if name == "CONV_2D" and len(shape(1)) == 4:
+        _, kh, kw, cin_per_group = shape(1)
+        return out * kh * kw * cin_per_group, 0
+    if name == "DEPTHWISE_CONV_2D" and len(shape(1)) == 4:
+        _, kh, kw, _ = shape(1)
+        return out * kh * kw, 0
+    if name == "TRANSPOSE_CONV" and len(shape(1)) == 4:
+        cout, kh, kw, cin = shape(1)
+        return _elements(shape(2)) * kh * kw * cout if len(shape(2)) == 4 else out * kh * kw * cin, 0
+    if name == "FULLY_CONNECTED" and len(shape(1)) == 2:
+        return out * shape(1)[1], 0
+    if name == "BATCH_MATMUL" and len(shape(0)) >= 2:  # adj_x: the left operand is transposed
+        return out * shape(0)[-2 if op.options.get("adjX") else -1], 0
+    if name == "UNIDIRECTIONAL_SEQUENCE_LSTM" and len(shape(0)) == 3 and len(shape(4)) == 2:
+        cells, inputs = shape(4)
+        outputs = shape(8)[1] if len(shape(8)) == 2 else cells
+        steps_times_batch = shape(0)[0] * shape(0)[1]
+        projection = cells * outputs if len(shape(16)) == 2 else 0
+        return steps_times_batch * (4 * cells * (inputs + outputs) + projection), 0
+    if name == "SVDF" and len(shape(1)) == 2 and len(shape(2)) == 2:
+        filters, inputs = shape(1)
+        memory = shape(2)[1]
+        batch = shape(0)[0] if shape(0) else 1
+        return batch * filters * (inputs + memory), 0
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"):
+        return 0, out * op.options.get("filterHeight", 1) * op.options.get("filterWidth", 1)
+    if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"):
+        return 0, _elements(shape(0))
+    return 0, out
+
+
+@dataclass(frozen=True)
+class Work:
+    """What the latency estimate scales with (boards/latency.py), for a model or one layer."""
+    macs: int
+    output_elements: int
+    layers: int = 1
+
+
+def _output_elements(report: ModelReport, op: OperatorInfo) -> int:
+    graph = report.tensors[op.subgraph]
+    return sum(_elements(graph[i].shape) for i in op.outputs if i >= 0)
+
+
+def model_cost(report: ModelReport) -> Work:
+    """The work of the main subgraph's operators (those the interpreter invokes in turn)."""
+    ops = [op for op in report.operators if op.subgraph == 0]
+    return Work(macs=sum(_cost(report, op)[0] for op in ops),
+                output_elements=sum(_output_elements(report, op) for op in ops), layers=len(ops))
+
+
+def layer_table(report: ModelReport, simulation: Simulation) -> list[LayerRow]:
+    """One row per operator of the main subgraph. The peak rows are those whose buffers reach
+    the plan's high-water mark with the most memory live: the layers that set the arena's head
+    (on a plan without gaps, their live bytes are the head)."""
+    plan = simulation.plan
+    graph = report.tensors[0]
+    rows = []
+    for index, op in enumerate(o for o in report.operators if o.subgraph == 0):
+        weights = sum(graph[i].byte_size for i in op.inputs if i >= 0 and graph[i].is_constant)
+        macs, ops = _cost(report, op)
+        mine = [r for r in simulation.requests if r.op_index == index]
+        rows.append(LayerRow(
+            index=index, op=op.custom_code if op.op == "CUSTOM" else op.op,
+            output_shape=graph[op.outputs[0]].shape if op.outputs else [],
+            weight_bytes=weights, output_elements=_output_elements(report, op), macs=macs, ops=ops,
+            live_bytes=sum(b.size for b in plan.buffers if b.first <= index <= b.last),
+            head_bytes=plan.high_water_at(index),
+            scratch_bytes=sum(r.bytes for r in mine if not r.persistent),
+            kept_bytes=sum(r.bytes for r in mine if r.persistent), peak=False))
+    at_head = [row for row in rows if row.head_bytes == plan.head_bytes and plan.head_bytes > 0]
+    most = max((row.live_bytes for row in at_head), default=None)
+    for row in at_head:
+        row.peak = row.live_bytes == most
+    return rows
