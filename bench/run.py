@@ -108,7 +108,7 @@ def board_arena_table() -> None:
     print(f"{'model':<44}{'library / kernels':<42}{'emitted':>9}{'measured':>10}{'ratio':>8}")
     ratios, missing = [], []
     for row in evidence:
-        data = corpus_model(corpus, row)
+        data = corpus_model(corpus, row) or corpus_model(REPO / "bench" / "models", row)
         if data is None:
             missing.append(row["model"])
             continue
@@ -136,7 +136,7 @@ def numerics_tables() -> None:
 
     corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
     evidence = yaml.safe_load((REPO / "bench" / "numerics_evidence.yaml").read_text())
-    trained = REPO / "bench" / "models"  # bench/models: what bench/board_runs.py ran, when kept
+    trained = REPO / "bench" / "models"  # the Keras-trained models (bench/numerics_models.py)
     print("\nWhat the board computes: the self-test on the emulated board's pinned library "
           "(bench/numerics_evidence.yaml) beside what tinygen does for it now")
     print(f"{'model':<44}{'board':<22}{'run':<9}{'tolerance':<11}tinygen now")
@@ -151,7 +151,7 @@ def numerics_tables() -> None:
             now = adapted.summary()
             if adapted.exact and not adapted.refused and row["result"] == "PASS" and any(row["tolerance_steps"]):
                 now += "  MISMATCH: exact now, a tolerance then"
-        verdict = row["result"] + (" exact" if row["result"] == "PASS" and not any(row["tolerance_steps"]) else "")
+        verdict = row["result"] + ("" if row["result"] != "PASS" else " exact" if not any(row["tolerance_steps"]) else " within tolerance")
         counts[verdict] = counts.get(verdict, 0) + 1
         steps = "/".join(map(str, row["tolerance_steps"])) if row["tolerance_steps"] else "-"
         print(f"{row['model']:<44}{row['target'] + '/' + row['board']:<22}{row['result']:<9}{steps:<11}{now}")
@@ -160,9 +160,11 @@ def numerics_tables() -> None:
     print(f"{'model':<36}{'board':<22}{'fault':<22}{'result':<8}printed")
     for row in evidence["faults"]:
         print(f"{row['model']:<36}{row['target'] + '/' + row['board']:<22}{row['fault']:<22}{row['result']:<8}"
-              f"{row['printed'][:70]}")
-    broken = [r for r in evidence["faults"] if r["fault"] != "none"]
-    print(f"{sum(r['result'] != 'PASS' for r in broken)} of {len(broken)} faulty firmwares failed their self-test")
+              f"{row['printed'][:70]}" + (f"\n{'':<88}{row['note']}" if row.get("note") else ""))
+    for firmware in dict.fromkeys(r["firmware"] for r in evidence["faults"]):
+        broken = [r for r in evidence["faults"] if r["fault"] != "none" and r["firmware"] == firmware]
+        print(f"firmware {firmware}: {sum(r['result'] != 'PASS' for r in broken)} of {len(broken)} faulty "
+              "firmwares failed their self-test")
 
 
 def latency_table() -> None:

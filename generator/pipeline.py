@@ -16,13 +16,19 @@ import numpy as np
 from .boards.catalog import Board, get_board
 from .boards.fit import Fit, fit
 from .check.compare import describe_change, difference
-from .check.golden import (CANDIDATES, GoldenVectors, Layout, default_budget, deterministic_inputs,
-                           make_golden, plan_layout)
+from .check.golden import (
+    CANDIDATES,
+    GoldenVectors,
+    Layout,
+    default_budget,
+    deterministic_inputs,
+    make_golden,
+    plan_layout,
+)
 from .errors import TinygenError
 from .library import numerics
 from .library.resolver import Resolution, load_table, resolve
-from .memory.arena import (LARGEST_ARENA, ArenaPlan, check_plan, host_allocations, measure_arena_min,
-                           plan_arena)
+from .memory.arena import LARGEST_ARENA, ArenaPlan, check_plan, host_allocations, measure_arena_min, plan_arena
 from .model import calibration, load
 from .model import labels as class_labels
 from .model.analyze import ModelReport, analyze, in_model_order

@@ -71,6 +71,8 @@ def test_new_from_the_users_folder(installed, models, saved_model, tmp_path, kin
                                    "--output", "firmware", model, cwd=home)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    if kind != "tflite":
+        assert "Converting with the TFLite converter" in result.stderr  # progress is shown
     (project,) = (home / "firmware").iterdir()
     data = embedded_model(project, target)
     report = analyze(data)

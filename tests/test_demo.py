@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,8 +18,10 @@ def _boards_in_workflow(job: str) -> list[str]:
     return matrix.get("board") or [entry["board"] for entry in matrix["include"]]
 
 
-@pytest.mark.parametrize("target, board", [(job, _boards_in_workflow(job)[0]) for job in ("esp-idf", "arduino", "zephyr")])
-def test_render_demo_script(tmp_path, target, board):
+def test_render_demo_script(tmp_path):
+    """The script is the same for every target (one run shows it; the targets' projects are
+    tested elsewhere), and `make demo` runs it again in place."""
+    target, board = "esp-idf", _boards_in_workflow("esp-idf")[0]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run([str(REPO / "examples" / "render_demo.sh"), target, board, str(tmp_path)],
                             capture_output=True, text=True, env=env)

@@ -101,3 +101,25 @@ def test_quantize_matches_the_golden_vectors_and_saturates(core_source, tmp_path
         want = to_tensor_dtype(np.array(finite, np.float32), tensor).tolist()
         assert got[:len(finite)] == want, (scale, zero_point)
         assert got[len(finite):] == [-128, 127, -128]  # NaN -> lowest, +inf/-inf saturate
+
+
+def test_model_crc_matches_zlib(core_source, tmp_path):
+    """The self-test's first check, the model's CRC-32, is zlib's: what tinygen wrote in kModelCrc32."""
+    import zlib
+
+    run = compile_fragment(tmp_path, core_source, "Crc32", "#include <string.h>\n", """
+  for (int i = 1; i < argc; ++i) printf("%lu\\n", (unsigned long)Crc32((const unsigned char*)argv[i], strlen(argv[i])));
+""")
+    words = ["a", "tinygen", "The quick brown fox jumps over the lazy dog", "0123456789" * 50]
+    assert [int(v) for v in run(*words)] == [zlib.crc32(w.encode()) for w in words]
+
+
+def test_the_header_holds_the_embedded_models_crc(generate):
+    import zlib
+
+    from tinygen.output.model_source import parse_byte_array
+
+    project, _ = generate("mlp", "arduino")
+    model = parse_byte_array((project / "model_data.cpp").read_text(), "g_model_data")
+    header = (project / "tinygen_model.h").read_text()
+    assert f"kModelCrc32 = 0x{zlib.crc32(model):08x}u;" in header

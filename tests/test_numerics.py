@@ -342,3 +342,27 @@ def test_transpose_conv_models_generate_for_every_target(built, target):
     outputs = [prepared.report.tensors[0][op.outputs[0]] for op in prepared.report.operators if op.op == "TRANSPOSE_CONV"]
     assert [r.bytes for r in requests] == [4 * t.element_count for t in outputs]
     assert prepared.arena.arena_bytes >= prepared.arena.simulation.head_bytes + prepared.arena.simulation.tail_bytes
+
+
+@pytest.mark.parametrize("target, board, rewrites", [
+    ("arduino", "nano33ble", ["requantized to one scale per layer", "fused activation run as its own operator"]),
+    ("esp-idf", "esp32s3", ["softmax input reshaped to [rows, n]", "SAME padding done by a PAD"]),
+    ("zephyr", "nrf52840dk", []),
+])
+def test_new_rewrites_for_the_board_as_users_run_it(installed, built, tmp_path, target, board, rewrites):
+    """The installed command, from the user's folder: the project for each board holds the model
+    as that board's library needs it, says what was rewritten and why, and keeps the golden
+    vectors within --golden-bytes."""
+    home = tmp_path / "user"
+    home.mkdir()
+    shutil.copy(built["layers"], home / "decoder.tflite")
+    made = installed["light"].run("new", "--target", target, "--board", board, "--golden-bytes", "256",
+                                  "decoder.tflite", cwd=home)
+    assert made.returncode == 0, made.stderr
+    for what in rewrites:
+        assert what in made.stderr
+    assert ("Rewrote the model" in made.stderr) == bool(rewrites)
+    report = (home / "decoder" / "MODEL_REPORT.md").read_text()
+    assert "## What the board computes" in report and "self-test against the host's golden outputs" in report
+    golden = next((home / "decoder").rglob("golden_vectors.cpp")).read_text()
+    assert "g_golden_seeds[]" in golden  # one 12x12x4 input does not fit 256 bytes: generated on the device

@@ -464,7 +464,7 @@ def adapt(tflite: bytes, report: ModelReport, board: Board) -> Adapted:
         mine = [f for f in pending if f.rule.fix == fix]
         operators = sorted({f.op_index for f in mine})
         try:
-            rewritten: Rewritten = REWRITES[fix](tflite, operators)
+            rewritten: Rewritten = _rewrite(fix, tflite, tuple(operators))
         except (ValueError, IndexError, TypeError, AttributeError) as exc:  # shapes that do not add up
             raise TinygenError(
                 f"The model's operator(s) {', '.join(map(str, operators))} are malformed ({exc}), so tinygen "
@@ -475,6 +475,12 @@ def adapt(tflite: bytes, report: ModelReport, board: Board) -> Adapted:
                                rules=list({f.rule.id: f.rule for f in mine}.values()), exact=rewritten.exact))
     raise TinygenError(f"tinygen's rewrites for {board.name} did not converge on this model.",
                        hint="Please report it with the model.")
+
+
+@lru_cache(maxsize=64)
+def _rewrite(fix: str, tflite: bytes, operators: tuple[int, ...]) -> Rewritten:
+    """One rewrite, done once per model: the boards of inspect's table share most of them."""
+    return REWRITES[fix](tflite, list(operators))
 
 
 def refusal_error(adapted: Adapted, board: Board) -> TinygenError:

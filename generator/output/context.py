@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 
 from .. import __version__
 from ..check import golden
@@ -89,6 +90,7 @@ def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
             "quantization": report.quantization_label,
             "sha256": report.sha256,
             "bytes": report.model_bytes,
+            "crc32": f"0x{zlib.crc32(prepared.tflite):08x}u",
             "parameter_count": report.parameter_count,
             "ops": report.ops + report.custom_ops,
         },
