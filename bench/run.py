@@ -4,8 +4,9 @@
    smallest that really works there, measured on a 32-bit core with the board's pinned
    library (bench/arena_evidence.yaml says how). Targets: never below, at most 5% above.
    Needs the models: CORPUS=DIR (default ../shared/corpus); missing ones are listed.
-2. Latency: every published figure the latency estimate is calibrated on, beside the estimate
-   fitted on all points and fitted without that point (leave-one-out).
+2. Latency: every published figure the latency estimate is fitted to, estimated with its whole
+   source left out (leave-one-source-out), inside its band or not; per core and overall the
+   median error, the share inside the band and the worst miss.
 3. Arena on the host: the memory plan tinygen simulates vs the host runtime's own, and the
    host runtime's minimum (scanned down in 16-byte steps) for six kinds of model, beside what
    two hand rules give (a hand-set 10 KB, as in many tutorials, and "10x the model size").
@@ -168,47 +169,50 @@ def numerics_tables() -> None:
 
 
 def latency_table() -> None:
-    """Every published latency the estimate is calibrated on, beside the estimate for it: fitted
-    on all of its calibration's points, and fitted without it (leave-one-out: how far off the
-    estimate is for a model it has not seen). Points kept for comparison only (`older`) are
-    estimated with the calibration fitted on all points. Also recounts each reference model's
-    work from its published file (CORPUS) and stops on a difference with data/latency.yaml."""
-    from tinygen.boards.latency import calibration_data, fit, reference_work
+    """Every published latency the estimate is fitted to, beside the estimate for it when its
+    whole source was left out of the fit (how far off the estimate is on a source it has not
+    seen), whether it fell inside its band, and per core and overall the median error, the
+    share inside the band and the largest miss. Also recounts each figure model's work from
+    its file where one is at hand (CORPUS, or MODELS=DIR for the others, found by sha256) and
+    stops on a difference with data/latency.yaml."""
+    import hashlib
+    import statistics
+
+    from tinygen.boards.latency import calibration_data, left_out_table, reference_work
     from tinygen.model.analyze import analyze
     from tinygen.model.layers import model_cost
 
-    data = calibration_data()
-    corpus = Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))
-    for key, entry in data["models"].items():
-        path = corpus / entry["file"]
-        if path.is_file():
-            counted = model_cost(analyze(path.read_bytes()))
-            assert counted == reference_work(key), f"{key}: {entry['file']} counts {counted}, latency.yaml says {entry}"
-        else:
-            print(f"(not recounted: {path} not found)")
-    print("\nLatency estimate vs published (estimate fitted on all points / without the point)")
-    print(f"{'calibration':<19}{'model':<15}{'MHz':>5}{'published ms':>14}{'fitted':>10}{'err':>7}"
-          f"{'left out':>10}{'err':>7}")
-    errors = []
-    for key, calibration in data["calibrations"].items():
-        points = calibration["points"]
-        everything = fit(points)
-        rows = [(p, False) for p in points] + [(p, True) for p in calibration.get("older", [])]
-        for point, older in rows:
-            work = reference_work(point["model"])
-            published = point["latency_ms"]
-            fitted = everything.cycles(work) / (point["clock_mhz"] * 1e3)
-            line = (f"{key:<19}{point['model'] + (' (older)' if older else ''):<15}{point['clock_mhz']:>5}"
-                    f"{published:>14,.1f}{fitted:>10,.1f}{fitted / published - 1:>+7.0%}")
-            others = [p for p in points if p is not point]
-            if not older and others:
-                left_out = fit(others).cycles(work) / (point["clock_mhz"] * 1e3)
-                errors.append(left_out / published - 1)
-                line += f"{left_out:>10,.1f}{left_out / published - 1:>+7.0%}"
-            print(line)
-    if errors:
-        print(f"leave-one-out error over {len(errors)} points: median {sorted(map(abs, errors))[len(errors) // 2]:.0%}, "
-              f"largest {max(map(abs, errors)):.0%} (calibrations with one point cannot leave one out)")
+    folders = [Path(os.environ.get("CORPUS", REPO.parent / "shared" / "corpus"))]
+    folders += [Path(os.environ["MODELS"])] if os.environ.get("MODELS") else []
+    by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p for f in folders if f.is_dir() for p in f.glob("*.tflite")}
+    for key, entry in calibration_data()["models"].items():
+        path = by_sha.get(entry["sha256"])
+        if path is None:
+            print(f"(not recounted: no file with {key}'s sha256 {entry['sha256'][:12]}; from {entry['origin']})")
+            continue
+        counted = model_cost(analyze(path.read_bytes()))
+        assert counted == reference_work(key), f"{key}: {path.name} counts {counted}, latency.yaml says {entry['work']}"
+    rows = left_out_table()
+    print("\nLatency: each published figure estimated with its whole source left out of the fit")
+    print(f"{'source':<36}{'core':<18}{'kernels':<16}{'model':<16}{'published ms':>13}{'estimate':>10}"
+          f"{'ratio':>7}  band")
+    for r in rows:
+        print(f"{r['group'][:35]:<36}{r['core']:<18}{r['class']:<16}{r['model'][:15]:<16}{r['published_ms']:>13,.3f}"
+              f"{r['estimate_ms']:>10,.3f}{r['published_ms'] / r['estimate_ms']:>7.2f}  "
+              f"{'inside' if r['inside'] else 'OUTSIDE'}{'' if r['direct'] else ' (inferred)'}")
+
+    def summary(label: str, subset: list[dict]) -> str:
+        errors = [abs(r["published_ms"] / r["estimate_ms"] - 1) for r in subset]
+        worst = max(max(r["published_ms"] / r["estimate_ms"], r["estimate_ms"] / r["published_ms"]) for r in subset)
+        inside = sum(r["inside"] for r in subset)
+        return (f"{label:<20}{len(subset):>8}{statistics.median(errors):>14.0%}{inside:>8}/{len(subset):<3}"
+                f"{worst:>10.2f}x")
+
+    print(f"\n{'core':<20}{'figures':>8}{'median error':>14}{'inside band':>12}{'worst':>11}")
+    for core in sorted({r["core"] for r in rows}):
+        print(summary(core, [r for r in rows if r["core"] == core]))
+    print(summary("all", rows))
+    print("Targets (issue 18): median error <= 30%, >= 80% inside their band, none more than 2x off.")
 
 
 def arena_table(models: dict[str, tuple[Path, Path]], folder: Path) -> dict[str, Path]:

@@ -46,6 +46,9 @@ class TinygenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing was written.", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader went away (`tinygen boards | head`): not an error of ours
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the closed pipe
+            ctx.exit(141)
         except Exception as exc:  # a bug in tinygen, not the user's input
             if os.environ.get("TINYGEN_DEBUG"):
                 raise
@@ -177,8 +180,8 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
     click.echo(f"  fit        {prepared.fit.summary()}")
     click.echo(f"  arena in   {prepared.fit.placement}")
     if inspection.latency is not None:
-        click.echo(f"  latency    ~{views.format_ms(inspection.latency.milliseconds)} ms per inference "
-                   f"(an estimate; {views.REPORT_FILE} says how it was made)")
+        click.echo(f"  latency    {inspection.latency.describe()} per inference "
+                   f"(an estimate with its band; {views.REPORT_FILE} says how it was made)")
     if with_profile:
         click.echo("  profile    the firmware prints each operator's time after the self-test; "
                    f"save the serial log and run `tinygen profile LOG --project {rendered.path}`")
@@ -207,7 +210,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
 @click.pass_context
 def inspect(ctx, target, board, quantize, calibration_data, golden_bytes, as_json, output_format, model) -> None:
     """Show what MODEL costs on a board: operators, tensors, per-layer MACs, weights and memory,
-    arena, latency estimate and fit, then whether it fits each board in the catalog. Exits 1
+    arena, latency estimate (with its band and what it rests on) and fit, then whether it fits each board in the catalog. Exits 1
     when it cannot run on, or does not fit, the board asked about (default: the target's
     default board), so CI can gate on it."""
     from .output import report as views
@@ -232,19 +235,31 @@ def inspect(ctx, target, board, quantize, calibration_data, golden_bytes, as_jso
 @cli.command()
 @click.option("--project", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="The project the firmware was built from (made by `tinygen new --profile`).")
+@click.option("--calibrate", "boards_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Fit this board's latency constants from the profile and write them to this boards "
+              "file (created if missing): into the board itself if the file defines it, else as "
+              "`<board>-measured` based on the catalog board. Then `--boards FILE --board ID` estimates "
+              "from your own measurements.")
 @_json_option
 @click.argument("log", type=click.Path(path_type=Path))
-def profile(project, as_json, log) -> None:
+def profile(project, boards_file, as_json, log) -> None:
     """Read a saved serial LOG of a `tinygen new --profile` firmware and show each operator's
-    measured time beside tinygen's estimate for it. Exits 1 when the log holds no complete
-    profile or its operators are not the project's model."""
-    from .output.profile import compare
+    measured time beside tinygen's estimate for it; with --calibrate, learn the board's latency
+    from it. Exits 1 when the log holds no complete profile or its operators are not the
+    project's model."""
+    from .output.profile import calibrate_board, compare
 
     comparison = compare(log, project)
+    calibration = calibrate_board(comparison, boards_file, Path(log).name) if boards_file else None
     if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2))
+        result = comparison.to_dict()
+        if calibration:
+            result["calibration"] = calibration.to_dict()
+        click.echo(json.dumps(result, indent=2))
     else:
         click.echo(comparison.to_text())
+        if calibration:
+            click.echo(calibration.to_text())
 
 
 @cli.command()
@@ -329,7 +344,8 @@ def _print_verification(prepared, result) -> None:
 @click.option("--target", type=click.Choice(TARGETS), default=None, help="Only this target.")
 @_boards_file_option
 def list_boards(target) -> None:
-    """List the boards of each target with their memory budgets, clock and kernels."""
+    """List the boards of each target with their memory budgets, clock, core and kernels (the
+    last three decide the latency estimate)."""
     for t in [target] if target else TARGETS:
         click.echo(f"{t} (default {boards.default_board(t)}):")
         for board_id in boards.board_ids(t):
@@ -337,8 +353,10 @@ def list_boards(target) -> None:
             psram = f"  PSRAM {b['psram_bytes']:,} B" if b.get("psram_bytes") else ""
             clock = f"{b['cpu_mhz']:>4} MHz" if b.get("cpu_mhz") else "       -"
             source = boards.user_board_source(t, board_id)
+            core = b.get("core") or "-"
             click.echo(f"  {board_id:<20} flash {b['flash_bytes']:>10,} B  RAM {b['ram_bytes']:>9,} B  {clock}  "
-                       f"kernels {b['kernels']:<23} {b.name}{psram}" + (f"  (from {source})" if source else ""))
+                       f"{core:<14} kernels {b['kernels']:<23} {b.name}{psram}"
+                       + (f"  (from {source})" if source else ""))
 
 
 def main() -> None:

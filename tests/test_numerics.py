@@ -366,3 +366,126 @@ def test_new_rewrites_for_the_board_as_users_run_it(installed, built, tmp_path, 
     assert "## What the board computes" in report and "self-test against the host's golden outputs" in report
     golden = next((home / "decoder").rglob("golden_vectors.cpp")).read_text()
     assert "g_golden_seeds[]" in golden  # one 12x12x4 input does not fit 256 bytes: generated on the device
+
+
+# --- the Helium and ESP32-P4 families' rules, on one-operator models (no TensorFlow) -------------
+
+MVE = {"tflm_library": "zephyr-fcc760a", "kernels": "cmsis-nn-v7-mve"}
+P4 = {"tflm_library": "esp-tflite-micro-1.4.0", "kernels": "esp-nn-esp32p4"}
+SAME, VALID = 0, 1
+
+
+def _one_op(op: str, shapes: list, out_shape: list, dtype: str = "INT8", dtypes: dict | None = None,
+            per_channel: bool = False, **options):
+    """A model of one operator over `shapes` (inputs; None: absent) -> out_shape. Input 1 is a
+    constant int8 weight (per-channel if asked), input 2 an int32 bias, unless `dtypes` says."""
+    from tinygen.model.analyze import ModelReport, OperatorInfo, TensorInfo
+
+    kinds = {1: "INT8", 2: "INT32", **(dtypes or {})}
+    tensors, inputs = [], []
+    for i, shape in enumerate(shapes):
+        if shape is None:
+            inputs.append(-1)
+            continue
+        weights = i == 1 and per_channel
+        tensors.append(TensorInfo(index=len(tensors), name=f"t{i}", shape=list(shape), dtype=kinds.get(i, dtype),
+                                  scale=0.1, zero_point=0, is_constant=i in (1, 2), per_channel=weights,
+                                  scales=[0.1, 0.2] if weights else [0.1]))
+        inputs.append(tensors[-1].index)
+    out = TensorInfo(index=len(tensors), name="out", shape=list(out_shape), dtype=dtype, scale=0.1, zero_point=0,
+                     scales=[0.1])
+    tensors.append(out)
+    operator = OperatorInfo(op=op, custom_code=None, subgraph=0, inputs=inputs, outputs=[out.index],
+                            options={"strideH": 1, "strideW": 1, **options})
+    return ModelReport(model_bytes=0, sha256="0" * 64, schema_version=3, ops=[op], custom_ops=[], operators=[operator],
+                       tensors=[tensors], inputs=[tensors[0]], outputs=[out], parameter_count=0, weights_bytes=0,
+                       quantization="int8")
+
+
+def _conv(in_shape, filter_shape, out_shape, **options):
+    return _one_op("CONV_2D", [in_shape, filter_shape, [filter_shape[0]]], out_shape, **options)
+
+
+def _depthwise(in_shape, filter_shape, out_shape, **options):
+    return _one_op("DEPTHWISE_CONV_2D", [in_shape, filter_shape, [filter_shape[-1]]], out_shape, **options)
+
+
+def _rules(report, board) -> list[tuple[str, str]]:
+    return [(f.rule.id, f.rule.fix) for f in numerics.findings(report, board)]
+
+
+# (rule, board, a layer it fires on, the fix, a layer it must not fire on)
+NEW_FAMILY_RULES = [
+    # CMSIS-NN v7.0.0 Helium: arm_convolve_1_x_n_s8.c:83-86, VALID leaving 2 columns ((10-5) % 3)
+    ("cmsis-v7-mve-1xn-fails", MVE,
+     _conv([1, 1, 10, 16], [8, 1, 5, 16], [1, 1, 2, 8], padding=VALID, strideW=3), "refuse",
+     _conv([1, 1, 11, 16], [8, 1, 5, 16], [1, 1, 3, 8], padding=VALID, strideW=3)),  # (11-5) % 3 == 0
+    # VALID leaving 1 column ((10-5) % 2): the last tap replaced by the zero point
+    ("cmsis-v7-mve-1xn-valid-remainder", MVE,
+     _conv([1, 1, 10, 16], [8, 1, 5, 16], [1, 1, 3, 8], padding=VALID, strideW=2), "refuse",
+     _conv([1, 1, 10, 3], [8, 1, 5, 3], [1, 1, 3, 8], padding=VALID, strideW=2)),  # 2*3 % 4: generic path
+    # SAME, kernel 5, stride 2, 9 columns (the analysis's example): PAD + VALID makes it fit
+    ("cmsis-v7-mve-1xn-padded-edge", MVE,
+     _conv([1, 1, 9, 16], [8, 1, 5, 16], [1, 1, 5, 8], padding=SAME, strideW=2), "explicit_padding",
+     _conv([1, 1, 13, 16], [8, 1, 5, 16], [1, 1, 5, 8], padding=VALID, strideW=2)),  # what the PAD leaves
+    # one input channel on one row: Prepare's stride is uninitialised (the measured M55 case)
+    ("cmsis-v7-mve-depthwise-stride", MVE,
+     _depthwise([1, 1, 9, 1], [1, 1, 3, 3], [1, 1, 5, 3], padding=SAME, strideW=2, depthMultiplier=3), "refuse",
+     _depthwise([1, 4, 9, 1], [1, 1, 3, 3], [1, 4, 5, 3], padding=SAME, strideW=2, depthMultiplier=3)),
+    # int8 SVDF: Prepare fails without KERNELS_OPTIMIZED_FOR_SPEED/SIZE
+    ("cmsis-v7-mve-svdf-int8", MVE,
+     _one_op("SVDF", [[1, 16], [8, 16], [8, 10], [2], [1, 80]], [1, 2], dtypes={2: "INT16", 3: "INT32", 4: "INT16"},
+             rank=4), "refuse",
+     _one_op("SVDF", [[1, 16], [8, 16], [8, 10], [2], [1, 80]], [1, 2], dtype="FLOAT32",
+             dtypes={1: "FLOAT32", 2: "FLOAT32", 3: "FLOAT32"}, rank=4)),
+    # the FC glue's 1x1 path with per-tensor weights (TFLITE_DCHECK_GE(index, 4))
+    ("cmsis-v7-fc-1x1-dcheck", MVE,
+     _one_op("FULLY_CONNECTED", [[1, 4, 16], [8, 16], [8]], [1, 4, 8]), "refuse",
+     _one_op("FULLY_CONNECTED", [[1, 4, 16], [8, 16], [8]], [1, 4, 8], per_channel=True)),
+    # esp-nn ESP32-P4: the tiled conv writes 16-channel rows past a scratch sized for 1 channel
+    ("p4-conv-tiled-scratch", P4,
+     _conv([1, 32, 32, 1], [8, 3, 3, 1], [1, 32, 32, 8], padding=SAME), "explicit_padding",
+     # over the 32 KiB budget the size function's tiles (36,768 B) cover the kernel's (33,504 B,
+     # esp_nn_p4_sizes.conv_runtime_need_p4_tiled)
+     _conv([1, 200, 200, 1], [8, 3, 3, 1], [1, 200, 200, 8], padding=SAME)),
+    # unpadded path, 2x2 stride 2 on an odd height: window overhangs by one row, kh != 3
+    ("p4-conv-bottom-row", P4,
+     _conv([1, 9, 9, 8], [8, 2, 2, 8], [1, 5, 5, 8], padding=SAME, strideH=2, strideW=2), "explicit_padding",
+     _conv([1, 9, 9, 8], [8, 3, 3, 8], [1, 5, 5, 8], padding=SAME, strideH=2, strideW=2)),  # kh 3: right
+    ("p4-depthwise-over-256-channels", P4,
+     _depthwise([1, 4, 4, 384], [1, 3, 3, 384], [1, 4, 4, 384], padding=SAME, depthMultiplier=1), "refuse",
+     _depthwise([1, 4, 4, 256], [1, 3, 3, 256], [1, 4, 4, 256], padding=SAME, depthMultiplier=1)),
+    ("p4-grouped-conv", P4,
+     _conv([1, 8, 8, 16], [16, 3, 3, 8], [1, 8, 8, 16], padding=SAME), "refuse",
+     _conv([1, 8, 8, 16], [16, 3, 3, 16], [1, 8, 8, 16], padding=SAME)),
+    # inherited from the other esp-nn families
+    ("esp-softmax-scratch", P4, _one_op("SOFTMAX", [[1, 1, 1, 10]], [1, 1, 1, 10]), "softmax_as_rows",
+     _one_op("SOFTMAX", [[1, 10]], [1, 10])),
+    ("esp-conv-without-bias", P4,
+     _one_op("CONV_2D", [[1, 8, 8, 16], [16, 3, 3, 16], None], [1, 8, 8, 16], padding=SAME), "zero_bias",
+     _conv([1, 8, 8, 16], [16, 3, 3, 16], [1, 8, 8, 16], padding=SAME)),
+]
+
+
+@pytest.mark.parametrize("rule, board, matching, fix, other", NEW_FAMILY_RULES, ids=[c[0] for c in NEW_FAMILY_RULES])
+def test_helium_and_p4_rules_fire_where_they_say(rule, board, matching, fix, other):
+    assert (rule, fix) in _rules(matching, board)
+    assert rule not in [r for r, _ in _rules(other, board)]
+
+
+def test_helium_and_p4_rules_are_their_familys_own():
+    """The layers the new rules fire on compute as the reference on the families without the
+    defect (CMSIS-NN's DSP path, esp-nn's ESP32-S3 kernels), but for rules those share."""
+    dsp = {"tflm_library": "zephyr-fcc760a", "kernels": "cmsis-nn-v7-dsp"}
+    s3 = {"tflm_library": "esp-tflite-micro-1.4.0", "kernels": "esp-nn-esp32s3"}
+    for rule, board, matching, _, _ in NEW_FAMILY_RULES:
+        if rule.startswith("cmsis-v7-mve"):
+            assert _rules(matching, dsp) == [], rule
+        if rule.startswith("p4-"):
+            assert rule not in [r for r, _ in _rules(matching, s3)], rule
+    # the Helium family keeps the DSP family's rules that do not depend on the path
+    data = numerics.table()["kernels"]
+    kept = set(data["cmsis-nn-v7-dsp"]["rules"]) - set(data["cmsis-nn-v7-mve"]["rules"])
+    assert not kept
+    grouped = _conv([1, 1, 9, 16], [8, 1, 3, 8], [1, 1, 9, 8], padding=SAME)
+    assert _rules(grouped, MVE) == [("cmsis-v7-grouped-conv", "refuse")]

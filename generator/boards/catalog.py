@@ -10,6 +10,7 @@ board may start from a catalog board (`based_on: <id>`) and change only what dif
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +22,7 @@ import yaml
 from ..errors import TinygenError
 from ..library.pinned import kernel_families, libraries
 from ..library.resolver import table_names
-from .latency import calibration_data
+from .latency import Costs, core_ids
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,11 @@ def _known_keys(target: str) -> set[str]:
 
 
 # Fields a board may leave out even where every bundled board has them: without a clock and a
-# calibration there is no latency estimate, nothing else.
-_OPTIONAL_KEYS = {"cpu_mhz", "latency_calibration", "latency_note"}
+# core there is no latency estimate, nothing else.
+_OPTIONAL_KEYS = {"cpu_mhz", "core"}
+# Fields only a user's boards file has: `based_on` a catalog board, and the latency constants
+# `tinygen profile --calibrate` measured on the user's own board.
+_USER_ONLY_KEYS = {"based_on", "latency_profile"}
 
 
 def _required_keys(target: str) -> set[str]:
@@ -97,7 +101,7 @@ def _check_user_board(where: str, target: str, board_id: str, settings: dict) ->
                            hint="A board takes the fields of tinygen's catalog (README, \"Your own boards\"); "
                            "`based_on: <id>` starts from a board `tinygen boards` lists.")
 
-    unknown = sorted(set(settings) - _known_keys(target) - {"based_on"})
+    unknown = sorted(set(settings) - _known_keys(target) - _USER_ONLY_KEYS)
     if unknown:
         fail(f"unknown field(s) {', '.join(unknown)}")
     merged = get_board(target, settings["based_on"]).settings if "based_on" in settings else (
@@ -116,8 +120,14 @@ def _check_user_board(where: str, target: str, board_id: str, settings: dict) ->
     if merged.get("cpu_mhz") is not None and (not isinstance(merged["cpu_mhz"], (int, float))
                                               or isinstance(merged["cpu_mhz"], bool) or merged["cpu_mhz"] <= 0):
         fail(f"cpu_mhz must be a positive number, not {merged['cpu_mhz']!r}")
+    profile = merged.get("latency_profile")
+    if profile is not None:
+        try:
+            Costs.from_dict(profile), float(profile["band"]), str(profile["source"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            fail("latency_profile must hold the cycles_per_* numbers `tinygen profile --calibrate` writes")
     choices = {"kernels": kernel_families(), "tflm_library": libraries(), "op_table": table_names(),
-               "latency_calibration": calibration_data()["calibrations"]}
+               "core": core_ids()}
     for key, valid in choices.items():
         value = merged.get(key)
         if value and value not in valid:
@@ -160,6 +170,31 @@ def add_user_boards(path: Path) -> list[tuple[str, str]]:
             _user_boards_file[target, board_id] = where
             added.append((target, board_id))
     return added
+
+
+def save_user_board(path: Path, target: str, board_id: str, settings: dict) -> bool:
+    """Writes (or replaces) one board in a user's boards file, leaving its other boards as they
+    are; the file is replaced whole, atomically, and checked as `--boards` would read it.
+    Returns True when the file had comments (YAML rewriting does not keep them)."""
+    path = Path(path)
+    data: dict = {}
+    had_comments = False
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        had_comments = any(line.lstrip().startswith("#") for line in text.splitlines())
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            raise TinygenError(f"The boards file '{path}' is not valid YAML; tinygen does not rewrite it.") from None
+        if not isinstance(data, dict):
+            raise TinygenError(f"{path}: expected `targets: <target>: boards: <id>: {{...}}`, as in the catalog.")
+    boards = data.setdefault("targets", {}).setdefault(target, {}).setdefault("boards", {})
+    boards[board_id] = settings
+    _check_user_board(str(path), target, board_id, settings)
+    temporary = path.with_name(f".{path.name}.tinygen-tmp")
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(temporary, path)
+    return had_comments
 
 
 def target_names() -> list[str]:

@@ -1,18 +1,27 @@
-"""How long one inference will take on a board: an estimate, calibrated on published
-measurements (data/latency.yaml: MLPerf Tiny results and Espressif's own figures, each cited).
+"""How long one inference will take on a board: an estimate with a band, from three facts of the
+board (its `core`, its `kernels` and its `cpu_mhz`) and the model's work (model/layers.py),
+calibrated on published measurements (data/latency.yaml, each figure cited).
 
-A calibration fits cycles = a * MACs + c * output elements to its points, minimising the
-relative error (a, c >= 0; a single point gives a alone): multiply-accumulates are most of the
-work of convolutions and fully connected layers; requantizing and writing each output element
-is what the other layers cost. The board's clock turns a model's work (model/layers.py) into
-milliseconds. `bench/run.py` shows each calibration point's estimate when it is left out of
-the fit. Boards whose core and kernels have no published measurement of their own borrow a
-neighbour's calibration and say which (boards.yaml `latency_note`).
+The cycle model (data/latency.yaml's header says it in full):
+
+    cycles = speed(core, class, generation) * (conv MACs + sum_k cost_k * work_k)
+             + overhead(core) * (per_layer * operators + per_invoke)
+
+Every unknown is fitted at once to the published figures in log space, each pulled toward its
+prior (a core toward the core it is `like`, a kernel class toward its prior speed), by damped
+Gauss-Newton steps with the exact Jacobian. The band says how far off that fit was on figures
+it had not seen: each source group is left out in turn, its figures estimated from the rest,
+and the 10-90% spread of those errors is the band (pooled separately for cores and classes with
+figures of their own and for those that borrow).
+
+A user's own board profile (`tinygen profile LOG --calibrate FILE`) replaces all of that for
+their board: its `latency_profile` holds the cycles per unit of each kind measured on it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -20,10 +29,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
-from ..model.layers import Work
+from ..model.layers import WORK_FIELDS, Work
 
 if TYPE_CHECKING:
     from .catalog import Board
+
+COST_KINDS = ("depthwise", "fc", "element")  # the work a class weighs against a conv MAC
+BAND_SHARE = 0.8  # of the left-out figures a band should hold
+MAX_BAND_RATIO = 3.0  # high / low of a band, at most
+CURRENT = "current"  # the generation of kernels a board runs
 
 
 @lru_cache(maxsize=None)
@@ -31,76 +45,437 @@ def calibration_data() -> dict:
     return yaml.safe_load((resources.files(__package__) / "data" / "latency.yaml").read_text(encoding="utf-8"))
 
 
-@dataclass(frozen=True)
-class CycleModel:
-    cycles_per_mac: float
-    cycles_per_output: float
-
-    def cycles(self, work: Work) -> float:
-        return self.cycles_per_mac * work.macs + self.cycles_per_output * work.output_elements
+def core_ids() -> list[str]:
+    return list(calibration_data()["cores"])
 
 
 def reference_work(model: str) -> Work:
-    """The work of a calibration's reference model (data/latency.yaml `models`)."""
-    entry = calibration_data()["models"][model]
-    return Work(macs=entry["macs"], output_elements=entry["output_elements"], layers=entry["layers"])
+    """The work of a published figure's model (data/latency.yaml `models`)."""
+    return Work(**calibration_data()["models"][model]["work"])
 
 
-def point_cycles(point: dict) -> float:
-    return point["latency_ms"] * point["clock_mhz"] * 1e3
+def kernel_class(kernels: str) -> str:
+    """The latency class of a board's kernel family (data/latency.yaml `classes: kernels`)."""
+    for name, spec in calibration_data()["classes"].items():
+        if kernels in spec["kernels"]:
+            return name
+    raise KeyError(f"no latency class lists kernel family {kernels!r}")
 
 
-def fit(points: list[dict]) -> CycleModel:
-    """The cycle model through `points` (each with model, clock_mhz, latency_ms)."""
-    works = [reference_work(p["model"]) for p in points]
-    cycles = np.array([point_cycles(p) for p in points])
-    macs_only = float(np.sum([w.macs / c for w, c in zip(works, cycles)])
-                      / np.sum([(w.macs / c) ** 2 for w, c in zip(works, cycles)]))
-    if len(points) == 1:
-        return CycleModel(cycles_per_mac=macs_only, cycles_per_output=0.0)
-    # Relative least squares: each row divided by its measured cycles.
-    rows = np.array([[w.macs, w.output_elements] for w in works], dtype=float) / cycles[:, None]
-    (a, c), *_ = np.linalg.lstsq(rows, np.ones(len(points)), rcond=None)
-    if a <= 0 or c < 0:
-        return CycleModel(cycles_per_mac=macs_only, cycles_per_output=0.0)
-    return CycleModel(cycles_per_mac=float(a), cycles_per_output=float(c))
+def usable_figures() -> list[dict]:
+    return [f for f in calibration_data()["figures"] if not f.get("excluded")]
+
+
+def figure_cycles(figure: dict) -> float:
+    return figure["latency_ms"] * figure["cpu_mhz"] * 1e3
+
+
+# --- the model's parameters ------------------------------------------------------------------
+
+class _Layout:
+    """Where each unknown sits in the parameter vector, and the priors on them (linear rows)."""
+
+    def __init__(self, figures: list[dict]):
+        data = calibration_data()
+        self.cores = list(data["cores"])
+        self.classes = list(data["classes"])
+        self.pairs = sorted({(f["core"], f["class"]) for f in figures})
+        self.generations = [(k, g) for k, spec in data["classes"].items() for g in spec.get("generations", {})]
+        names = ([("speed", c) for c in self.cores] + [("class", k) for k in self.classes]
+                 + [("pair", p) for p in self.pairs] + [("generation", g) for g in self.generations]
+                 + [("cost", (k, j)) for k in self.classes for j in COST_KINDS]
+                 + [("overhead", c) for c in self.cores] + [("per_layer", None), ("per_invoke", None)])
+        self.index = {name: i for i, name in enumerate(names)}
+        self.size = len(names)
+        self._priors(data)
+
+    def _priors(self, data: dict) -> None:
+        """Rows R, means b, sigmas s: each prior says (R @ theta - b) / s ~ N(0, 1)."""
+        p = data["priors"]
+        rows, means, sigmas = [], [], []
+
+        def add(terms: dict, mean: float, sigma: float) -> None:
+            row = np.zeros(self.size)
+            for name, weight in terms.items():
+                row[self.index[name]] += weight
+            rows.append(row), means.append(mean), sigmas.append(sigma)
+
+        for core, spec in data["cores"].items():
+            like, factor = spec.get("like"), math.log(spec.get("factor", 1.0))
+            if like:
+                add({("speed", core): 1, ("speed", like): -1}, factor, p["like_sigma"])
+                add({("overhead", core): 1, ("overhead", like): -1}, factor, p["like_sigma"])
+            else:  # the root: its speed is free, its overhead the unit the per-layer cycles are in
+                add({("speed", core): 1}, 0.0, p["root_sigma"])
+                add({("overhead", core): 1}, 0.0, 1e-3)
+        for klass, spec in data["classes"].items():
+            anchor = klass == "reference"  # the unit of class speeds
+            add({("class", klass): 1}, math.log(spec["prior_speed"]), 1e-3 if anchor else p["class_sigma"])
+            for kind in COST_KINDS:
+                add({("cost", (klass, kind)): 1}, math.log(spec["costs"][kind]), p["cost_sigma"])
+            for generation, gen in spec.get("generations", {}).items():
+                add({("generation", (klass, generation)): 1}, math.log(gen["factor"]), p["generation_sigma"])
+        for pair in self.pairs:
+            add({("pair", pair): 1}, 0.0, p["pair_sigma"])
+        add({("per_layer", None): 1}, math.log(p["per_layer_cycles"]), p["overhead_sigma"])
+        add({("per_invoke", None): 1}, math.log(p["per_invoke_cycles"]), p["overhead_sigma"])
+        self.prior_rows = np.array(rows) / np.array(sigmas)[:, None]
+        self.prior_means = np.array(means) / np.array(sigmas)
+
+    def start(self) -> np.ndarray:
+        """The priors' own values (their least-squares solution) as the starting point."""
+        return np.linalg.lstsq(self.prior_rows, self.prior_means, rcond=None)[0]
+
+
+@dataclass(frozen=True)
+class _Cases:
+    """Figures (or a board) as index arrays into the layout, with their work."""
+
+    speed: np.ndarray  # parameter indices whose sum is log speed: core, class, pair?, generation?
+    overhead: np.ndarray  # index of the core's overhead
+    conv: np.ndarray
+    kinds: np.ndarray  # (n, 3) work per COST_KINDS
+    cost_index: np.ndarray  # (n, 3) parameter indices of the class's costs
+    layers: np.ndarray
+
+    @staticmethod
+    def build(layout: _Layout, rows: list[tuple[str, str, str, Work]]) -> "_Cases":
+        """rows: (core, class, generation, work)."""
+        speed = np.zeros((len(rows), layout.size))
+        for i, (core, klass, generation, _) in enumerate(rows):
+            speed[i, layout.index["speed", core]] = 1
+            speed[i, layout.index["class", klass]] = 1
+            if ("pair", (core, klass)) in layout.index:
+                speed[i, layout.index["pair", (core, klass)]] = 1
+            if generation != CURRENT:
+                speed[i, layout.index["generation", (klass, generation)]] = 1
+        return _Cases(
+            speed=speed,
+            overhead=np.array([layout.index["overhead", core] for core, *_ in rows], dtype=int),
+            conv=np.array([w.conv_macs for *_, w in rows], dtype=float),
+            kinds=np.array([[w.depthwise_macs, w.fc_macs, w.element_ops] for *_, w in rows], dtype=float),
+            cost_index=np.array([[layout.index["cost", (k, j)] for j in COST_KINDS] for _, k, _, _ in rows], dtype=int),
+            layers=np.array([w.layers for *_, w in rows], dtype=float))
+
+    def parts(self, layout: _Layout, theta: np.ndarray):
+        """(speed factor, weighted MACs, overhead factor, per-layer, per-invoke, cost factors)."""
+        speed = np.exp(self.speed @ theta)
+        costs = np.exp(theta[self.cost_index])
+        macs = self.conv + (costs * self.kinds).sum(axis=1)
+        overhead = np.exp(theta[self.overhead])
+        per_layer = math.exp(theta[layout.index["per_layer", None]])
+        per_invoke = math.exp(theta[layout.index["per_invoke", None]])
+        return speed, macs, overhead, per_layer, per_invoke, costs
+
+    def cycles(self, layout: _Layout, theta: np.ndarray) -> np.ndarray:
+        speed, macs, overhead, per_layer, per_invoke, _ = self.parts(layout, theta)
+        return speed * macs + overhead * (per_layer * self.layers + per_invoke)
+
+    def log_jacobian(self, layout: _Layout, theta: np.ndarray) -> np.ndarray:
+        """d log(cycles) / d theta, exactly."""
+        speed, macs, overhead, per_layer, per_invoke, costs = self.parts(layout, theta)
+        total = speed * macs + overhead * (per_layer * self.layers + per_invoke)
+        jac = self.speed * (speed * macs / total)[:, None]
+        rows = np.arange(len(total))
+        for j in range(len(COST_KINDS)):
+            np.add.at(jac, (rows, self.cost_index[:, j]), speed * costs[:, j] * self.kinds[:, j] / total)
+        fixed = overhead * (per_layer * self.layers + per_invoke) / total
+        np.add.at(jac, (rows, self.overhead), fixed)
+        jac[:, layout.index["per_layer", None]] += overhead * per_layer * self.layers / total
+        jac[:, layout.index["per_invoke", None]] += overhead * per_invoke / total
+        return jac
+
+
+def _figure_rows(figures: list[dict]) -> list[tuple[str, str, str, Work]]:
+    return [(f["core"], f["class"], str(f.get("generation", CURRENT)), reference_work(f["model"])) for f in figures]
+
+
+@dataclass(frozen=True)
+class Fit:
+    layout: _Layout
+    theta: np.ndarray
+    figures: tuple  # the figures it was fitted on
+
+    def has_pair(self, core: str, klass: str) -> bool:
+        return ("pair", (core, klass)) in self.layout.index
+
+    def cases(self, core: str, klass: str, works: list[Work]) -> _Cases:
+        return _Cases.build(self.layout, [(core, klass, CURRENT, w) for w in works])
+
+    def cycles(self, core: str, klass: str, work: Work, generation: str = CURRENT) -> float:
+        return float(_Cases.build(self.layout, [(core, klass, generation, work)]).cycles(self.layout, self.theta)[0])
+
+
+def fit(figures: list[dict]) -> Fit:
+    """The parameters that best explain `figures` under the priors (damped Gauss-Newton)."""
+    layout = _Layout(figures)
+    cases = _Cases.build(layout, _figure_rows(figures))
+    observed = np.log([figure_cycles(f) for f in figures])
+    theta = layout.start()
+
+    def residuals(t: np.ndarray) -> np.ndarray:
+        return np.concatenate([observed - np.log(cases.cycles(layout, t)),
+                               layout.prior_means - layout.prior_rows @ t])
+
+    current = residuals(theta)
+    cost = current @ current
+    damping = 1e-3
+    for _ in range(200):
+        jac = np.vstack([-cases.log_jacobian(layout, theta), -layout.prior_rows])
+        normal = jac.T @ jac
+        gradient = jac.T @ current
+        step = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-9), -gradient)
+        trial = theta + step
+        trial_res = residuals(trial)
+        trial_cost = trial_res @ trial_res
+        if trial_cost < cost:
+            converged = cost - trial_cost < 1e-10 * max(cost, 1.0)
+            theta, current, cost = trial, trial_res, trial_cost
+            damping = max(damping / 3, 1e-9)
+            if converged:
+                break
+        else:
+            damping *= 4
+            if damping > 1e8:
+                break
+    return Fit(layout=layout, theta=theta, figures=tuple(f["source"] for f in figures))
+
+
+@lru_cache(maxsize=None)
+def fitted() -> Fit:
+    return fit(usable_figures())
+
+
+# --- how far off it is on sources it has not seen ----------------------------------------------
+
+@dataclass(frozen=True)
+class LeftOut:
+    """One published figure estimated by the fit without its whole source group."""
+
+    figure: dict
+    estimate_ms: float
+    direct: bool  # other sources had figures of this core with this class
+
+    @property
+    def ratio(self) -> float:
+        """published / estimate"""
+        return self.figure["latency_ms"] / self.estimate_ms
+
+
+@lru_cache(maxsize=None)
+def left_out() -> tuple[LeftOut, ...]:
+    figures = usable_figures()
+    results = []
+    for group in sorted({f["group"] for f in figures}):
+        rest = fit([f for f in figures if f["group"] != group])
+        for f in (f for f in figures if f["group"] == group):
+            cycles = rest.cycles(f["core"], f["class"], reference_work(f["model"]), str(f.get("generation", CURRENT)))
+            results.append(LeftOut(f, cycles / (f["cpu_mhz"] * 1e3), rest.has_pair(f["core"], f["class"])))
+    return tuple(results)
+
+
+@lru_cache(maxsize=None)
+def band(direct: bool) -> tuple[float, float, str]:
+    """(low, high) factors around an estimate, and how they were derived: the narrowest range
+    of left-out errors that held BAND_SHARE of them, or if that is wider than MAX_BAND_RATIO,
+    the range of that width that held the most."""
+    pool = [r for r in left_out() if r.direct == direct]
+    what = "whose core and kernels other sources had figures for" if direct else \
+        "whose core or kernels no other source had figures for"
+    logs = np.sort(np.log([r.ratio for r in pool]))
+    wanted = max(1, math.ceil(BAND_SHARE * len(logs)))
+    widths = logs[wanted - 1:] - logs[:len(logs) - wanted + 1]
+    start = int(np.argmin(widths))
+    low, high = float(logs[start]), float(logs[start + wanted - 1])
+    capped = high - low > math.log(MAX_BAND_RATIO)
+    if capped:
+        ends = logs + math.log(MAX_BAND_RATIO)
+        held = np.searchsorted(logs, ends, side="right") - np.arange(len(logs))
+        start = int(np.argmax(held))
+        low, high = float(logs[start]), float(logs[start]) + math.log(MAX_BAND_RATIO)
+    low, high = math.exp(min(low, 0.0)), math.exp(max(high, 0.0))
+    inside = sum(low <= r.ratio <= high for r in pool)
+    text = (f"the narrowest range {'at most ' + format(MAX_BAND_RATIO, 'g') + 'x wide ' if capped else ''}"
+            f"that held {inside} of the {len(pool)} published figures {what}, each estimated without its own source")
+    return low, high, text
+
+
+# --- estimates -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Costs:
+    """Cycles per unit of each kind of work on one board: what an estimate multiplies out."""
+
+    conv_mac: float
+    depthwise_mac: float
+    fc_mac: float
+    element_op: float
+    layer: float
+    invoke: float
+
+    def cycles(self, work: Work, invoke: bool = True) -> float:
+        return (self.conv_mac * work.conv_macs + self.depthwise_mac * work.depthwise_macs + self.fc_mac * work.fc_macs
+                + self.element_op * work.element_ops + self.layer * work.layers + (self.invoke if invoke else 0.0))
+
+    def to_dict(self) -> dict:
+        return {f"cycles_per_{k}": float(f"{v:.4g}") for k, v in asdict(self).items()}
+
+    @staticmethod
+    def from_dict(values: dict) -> "Costs":
+        return Costs(**{k: float(values[f"cycles_per_{k}"]) for k in Costs.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
 class Estimate:
     milliseconds: float
-    calibration: str  # key in data/latency.yaml
+    low_ms: float
+    high_ms: float
+    calibration: str  # "<core> / <kernel class>" or "profile of <board>"
     basis: str  # what the figure rests on, for the user
+    band_basis: str  # how the band was derived
     cpu_mhz: float
-    model: CycleModel
+    costs: Costs
 
     def milliseconds_for(self, work: Work) -> float:
-        """The share of `work` (e.g. one layer's) in this estimate."""
-        return self.model.cycles(work) / (self.cpu_mhz * 1e3)
+        """The share of `work` (e.g. one layer's) in this estimate, without the per-invoke part."""
+        return self.costs.cycles(work, invoke=False) / (self.cpu_mhz * 1e3)
+
+    @property
+    def invoke_ms(self) -> float:
+        return self.costs.invoke / (self.cpu_mhz * 1e3)
+
+    def describe(self) -> str:
+        return f"~{format_ms(self.milliseconds)} ms ({format_ms(self.low_ms)}-{format_ms(self.high_ms)} ms)"
 
     def to_dict(self) -> dict:
-        return {"milliseconds": round(self.milliseconds, 3), "calibration": self.calibration,
-                "basis": self.basis, "is_estimate": True, "cpu_mhz": self.cpu_mhz,
-                "cycles_per_mac": round(self.model.cycles_per_mac, 4),
-                "cycles_per_output_element": round(self.model.cycles_per_output, 4)}
+        return {"milliseconds": round(self.milliseconds, 4), "low_ms": round(self.low_ms, 4),
+                "high_ms": round(self.high_ms, 4), "is_estimate": True, "calibration": self.calibration,
+                "basis": self.basis, "band_basis": self.band_basis, "cpu_mhz": self.cpu_mhz,
+                "invoke_ms": round(self.invoke_ms, 4), "costs": self.costs.to_dict(),
+                "track_record": None if self.calibration.startswith("profile of") else track_record()}
 
 
-@lru_cache(maxsize=None)
-def calibrated(key: str) -> CycleModel:
-    """The cycle model of calibration `key`, fitted once (inspect estimates every board)."""
-    return fit(calibration_data()["calibrations"][key]["points"])
+def format_ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}"
+
+
+def board_costs(model_fit: Fit, core: str, klass: str) -> Costs:
+    """The fitted cycles per unit of each kind for a core running a kernel class."""
+    layout, theta = model_fit.layout, model_fit.theta
+    speed, _, overhead, per_layer, per_invoke, costs = model_fit.cases(core, klass, [Work()]).parts(layout, theta)
+    per_mac = float(speed[0])
+    return Costs(conv_mac=per_mac, depthwise_mac=per_mac * float(costs[0, 0]), fc_mac=per_mac * float(costs[0, 1]),
+                 element_op=per_mac * float(costs[0, 2]), layer=float(overhead[0]) * per_layer,
+                 invoke=float(overhead[0]) * per_invoke)
 
 
 def estimate(board: Board, work: Work) -> Estimate | None:
-    """None for a board with no calibration (an emulator) or no clock."""
-    key = board.get("latency_calibration")
+    """None for an emulated board or one without a clock."""
     mhz = board.get("cpu_mhz")
-    if not key or not mhz:
+    if board.get("emulated") or not mhz:
         return None
-    calibration = calibration_data()["calibrations"][key]
-    model = calibrated(key)
-    basis = f"calibrated on {calibration['system']}, scaled to {mhz} MHz"
-    if board.get("latency_note"):
-        basis += f"; {board['latency_note']}"
-    return Estimate(milliseconds=model.cycles(work) / (mhz * 1e3), calibration=key, basis=basis,
-                    cpu_mhz=mhz, model=model)
+    profile = board.get("latency_profile")
+    if profile:
+        return _from_profile(board, profile, work)
+    core = board.get("core")
+    if not core:
+        return None
+    klass = kernel_class(board["kernels"])
+    model_fit = fitted()
+    costs = board_costs(model_fit, core, klass)
+    milliseconds = costs.cycles(work) / (mhz * 1e3)
+    direct = model_fit.has_pair(core, klass)
+    low, high, band_basis = band(direct)
+    data = calibration_data()
+    own = sorted({f["group"] for f in usable_figures() if f["core"] == core and f["class"] == klass})
+    basis = (f"{data['classes'][klass]['name']} on a {core} at {mhz:g} MHz, fitted to "
+             f"{len(usable_figures())} published figures")
+    basis += (f" ({len(own)} source{'s' if len(own) != 1 else ''} for this core with these kernels)" if direct else
+              " (none for this core with these kernels: inferred from similar cores and kernels)")
+    return Estimate(milliseconds=milliseconds, low_ms=milliseconds * low, high_ms=milliseconds * high,
+                    calibration=f"{core} / {klass}", basis=basis, band_basis=band_basis, cpu_mhz=mhz, costs=costs)
+
+
+def _from_profile(board: Board, profile: dict, work: Work) -> Estimate:
+    """A board calibrated on the user's own profile: cycles per unit of each kind, measured."""
+    mhz = board["cpu_mhz"]
+    costs = Costs.from_dict(profile)
+    milliseconds = costs.cycles(work) / (mhz * 1e3)
+    spread = float(profile["band"])
+    return Estimate(milliseconds=milliseconds, low_ms=milliseconds * (1 - spread), high_ms=milliseconds * (1 + spread),
+                    calibration=f"profile of {board.id}", basis=f"measured on this board: {profile['source']}",
+                    band_basis=f"the profile's own fit, +-{spread:.0%}", cpu_mhz=mhz, costs=costs)
+
+
+@lru_cache(maxsize=None)
+def track_record() -> str:
+    """How far off the estimate was on published figures it had not seen, in one sentence."""
+    rows = left_out_table()
+    errors = sorted(abs(r["published_ms"] / r["estimate_ms"] - 1) for r in rows)
+    inside = sum(r["inside"] for r in rows)
+    return (f"on {len(rows)} published figures from {len({r['group'] for r in rows})} sources, each estimated "
+            f"without its own source, the median error was {float(np.median(errors)):.0%} and {inside} "
+            f"({inside / len(rows):.0%}) fell inside their band")
+
+
+def calibrate(works: list[Work], cycles: list[float], invoke_cycles: float, prior: Costs) -> tuple[Costs, float]:
+    """A board's own costs from a profile: each operator's measured cycles against its work.
+
+    Per operator, cycles = sum of cost_k * work_k + per-layer cycles. The costs are fitted to
+    the operators' relative errors, each pulled gently toward the prior's costs scaled to the
+    profile (so a kind of work the profiled model lacks keeps the prior's ratio), and kept >= 0.
+    The costs are then scaled so the operators add up to their measured total, and the
+    per-invoke cycles are what Invoke() took beyond them: the profiled model's estimate is its
+    measured Invoke() time. Returns the costs and the band (the operators'
+    time-weighted relative error, at least PROFILE_MIN_BAND)."""
+    names = ("conv_mac", "depthwise_mac", "fc_mac", "element_op", "layer")
+    work_matrix = np.array([[w.conv_macs, w.depthwise_macs, w.fc_macs, w.element_ops, w.layers] for w in works], float)
+    measured = np.array(cycles, dtype=float)
+    prior_costs = np.array([getattr(prior, n) for n in names])
+    scale = measured.sum() / max(float((work_matrix @ prior_costs).sum()), 1e-12)
+    unit = np.maximum(prior_costs * scale, 1e-12)  # unknowns: multiples of the scaled prior
+    a = work_matrix * unit / np.maximum(measured, 1e-12)[:, None]
+    b = np.ones(len(measured))
+    active = np.ones(len(names), dtype=bool)
+    multiples = np.ones(len(names))
+    for _ in range(len(names) + 1):  # active set: a cost that comes out negative is 0
+        cols = np.flatnonzero(active)
+        lhs = np.vstack([a[:, cols], math.sqrt(PROFILE_PULL) * np.eye(len(cols))])
+        rhs = np.concatenate([b, math.sqrt(PROFILE_PULL) * np.ones(len(cols))])
+        multiples[:] = 0
+        multiples[cols] = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+        if (multiples >= 0).all():
+            break
+        active &= multiples > 0
+    fitted_costs = np.maximum(multiples, 0) * unit
+    predicted = work_matrix @ fitted_costs
+    fitted_costs *= measured.sum() / max(float(predicted.sum()), 1e-12)  # the operators' total, as measured
+    predicted = work_matrix @ fitted_costs
+    invoke = max(float(invoke_cycles - measured.sum()), 0.0)  # Invoke() beyond its operators
+    spread = float(np.abs(predicted - measured).sum() / max(measured.sum(), 1e-12))
+    costs = Costs(**dict(zip(names, (float(v) for v in fitted_costs))), invoke=invoke)
+    return costs, min(max(spread, PROFILE_MIN_BAND), 0.5)
+
+
+PROFILE_PULL = 0.1  # how strongly a profile's costs are pulled toward the prior's ratios
+PROFILE_MIN_BAND = 0.1
+
+
+def left_out_table() -> list[dict]:
+    """Per figure: published, estimate, band and error when its source was left out (bench)."""
+    rows = []
+    for r in left_out():
+        low, high, _ = band(r.direct)
+        f = r.figure
+        rows.append({"group": f["group"], "core": f["core"], "class": f["class"], "model": f["model"],
+                     "published_ms": f["latency_ms"], "estimate_ms": r.estimate_ms, "direct": r.direct,
+                     "inside": r.estimate_ms * low <= f["latency_ms"] <= r.estimate_ms * high})
+    return rows
+
+
+__all__ = ["Costs", "Estimate", "WORK_FIELDS", "band", "calibration_data", "core_ids", "estimate", "fit", "fitted",
+           "format_ms", "kernel_class", "left_out", "left_out_table", "reference_work", "usable_figures"]

@@ -333,6 +333,158 @@ def _negative_alpha(layer: Layer) -> bool:
     return layer.dtype(0) in QUANTIZED and layer.option("alpha", 0.0) < 0
 
 
+def _dilation(layer: Layer) -> tuple[int, int]:
+    return (layer.option("dilationHFactor", 1) or 1), (layer.option("dilationWFactor", 1) or 1)
+
+
+def _c_div(a: int, b: int) -> int:
+    """C integer division (toward zero)."""
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
+def _mve_1xn(layer: Layer) -> tuple[int, bool, bool] | None:
+    """(total width padding, fails, wrong) when CMSIS-NN v7.0.0's Helium build runs an int8
+    CONV_2D as arm_convolve_1_x_n_s8 (arm_convolve_wrapper_s8.c:95-109: one input row, a
+    one-row filter, no width dilation, stride_w * Cin a multiple of 4, ungrouped, not a 1x1
+    filter without padding). arm_convolve_1_x_n_s8.c:72-212: FAILURE when 2 * pad_w + the
+    C remainder of the total != the total (:83-86); the generic kernel when the edge counts do
+    not add up (:99-113); else the last `right` columns are wrong unless the right-hand window
+    holds exactly kw - 1 input columns (:185-206)."""
+    if not _int8(layer) or layer.dtype(1) != "INT8" or len(layer.shape(0)) != 4 or len(layer.shape(1)) != 4:
+        return None
+    _, in_h, in_w, channels = layer.shape(0)
+    _, f_h, f_w, filter_channels = layer.shape(1)
+    out_w = layer.shape(0, outputs=True)[2]
+    pad_h, pad_w = layer.padding()
+    d_h, d_w = _dilation(layer)
+    s_w = layer.option("strideW", 1) or 1
+    if filter_channels != channels or in_h != 1 or f_h != 1 or d_w != 1 or (s_w * channels) % 4:
+        return None
+    if (pad_h, pad_w, f_w, d_h) == (0, 0, 1, 1):  # arm_convolve_1x1_s8_fast
+        return None
+    total = (out_w - 1) * s_w + f_w - in_w
+    asym = total - 2 * _c_div(total, 2)
+    if 2 * pad_w + asym != total:
+        return total, True, False
+    right = max(1, _c_div(pad_w + asym + s_w - 1, s_w)) if pad_w + asym != 0 else 0
+    left = max(1, _c_div(pad_w + s_w - 1, s_w)) if pad_w != 0 else 0
+    no_pad = max(out_w - right - left, 0)
+    if right + no_pad + left != out_w:
+        return total, False, False
+    valid = in_w - (s_w * (left + no_pad) - pad_w)
+    return total, False, right > 0 and valid != f_w - 1
+
+
+def _mve_1xn_fails(layer: Layer) -> bool:
+    found = _mve_1xn(layer)
+    return found is not None and found[1]
+
+
+def _mve_1xn_valid_remainder(layer: Layer) -> bool:
+    found = _mve_1xn(layer)
+    return found is not None and found[0] < 0 and found[2]
+
+
+def _mve_1xn_padded_edge(layer: Layer) -> bool:
+    found = _mve_1xn(layer)
+    return found is not None and found[0] > 0 and found[2]
+
+
+def _mve_depthwise_one_channel_row(layer: Layer) -> bool:
+    """CMSIS-NN v7.0.0 (Helium, GCC) runs an int8 depthwise layer of one input channel and
+    several output channels as a CONV_2D (arm_depthwise_conv_get_buffer_sizes_s8.c:96-99); its
+    buffer depends on the stride, which the glue leaves uninitialised in Prepare
+    (depthwise_conv.cc:170-174), through the 1xN test: one input row, a one-row filter, no width
+    dilation, and not a 1x1 filter without padding."""
+    if not _int8(layer) or layer.dtype(1) != "INT8" or len(layer.shape(0)) != 4 or len(layer.shape(1)) != 4:
+        return False
+    _, in_h, _, channels = layer.shape(0)
+    _, f_h, f_w, out_channels = layer.shape(1)
+    d_h, d_w = _dilation(layer)
+    return (channels == 1 and out_channels > 1 and in_h == 1 and f_h == 1 and d_w == 1
+            and (layer.padding(), f_w, d_h) != ((0, 0), 1, 1))
+
+
+def _fc_per_tensor_1x1_path(layer: Layer) -> bool:
+    """The CMSIS-NN FULLY_CONNECTED glue's 1x1-convolution path: int8 input and per-tensor int8
+    weights, an output of rank above 2, an input depth a multiple of 4 (fully_connected.cc:128-148)."""
+    weights = layer.tensor(1)
+    return (_int8(layer) and weights is not None and weights.dtype == "INT8" and not weights.per_channel
+            and len(layer.shape(0, outputs=True)) > 2 and bool(weights.shape) and weights.shape[-1] % 4 == 0)
+
+
+def _p4_conv(layer: Layer) -> tuple | None:
+    """The geometry when esp-tflite-micro 1.4.0 runs an int8 CONV_2D on esp-nn's ESP32-P4
+    kernel (dilation 1, kernels/esp_nn/conv.cc:181-277)."""
+    if not _int8(layer) or len(layer.shape(0)) != 4 or len(layer.shape(1)) != 4 or _dilation(layer) != (1, 1):
+        return None
+    _, in_h, in_w, channels = layer.shape(0)
+    _, f_h, f_w, filter_channels = layer.shape(1)
+    _, out_h, _, out_ch = layer.shape(0, outputs=True)
+    pad_h, pad_w = layer.padding()
+    s_h, s_w = layer.option("strideH", 1) or 1, layer.option("strideW", 1) or 1
+    return in_h, in_w, channels, filter_channels, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h, s_w
+
+
+P4_L1D_BUDGET = 32768  # espressif/esp-nn@5f0a807:src/convolution/esp_nn_conv_esp32p4.c:589
+
+
+def _p4_conv_tiled_overrun(layer: Layer) -> bool:
+    """Padding and a window of under 16 values: esp_nn_conv_s8_esp32p4 runs
+    esp_nn_conv_s8_tiled (esp_nn_conv_esp32p4.c:1007-1033), which pads the channels to 16, tiles
+    against the 16-channel input and writes input rows up to (T-1)*s_h + kh + pad_h (:707-867,
+    in_row_end omits -pad_h at :810-812); esp_nn_get_conv_scratch_size_esp32p4 sizes this branch
+    with the real channel count (:938-965). True when it writes more than it asks."""
+    found = _p4_conv(layer)
+    if found is None:
+        return False
+    in_h, in_w, channels, _, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h, _ = found
+    if not (pad_h or pad_w) or f_w * f_h * channels >= 16:
+        return False
+    acc, padded_w = 4 * out_ch, in_w + 2 * pad_w
+    eff = ((16 + f_w - 1) // f_w + 15) & ~15
+    filt = f_w * f_h * eff * out_ch
+    full = padded_w * (in_h + 2 * pad_h) * channels  # what it asks (:938-965)
+    if full + acc <= P4_L1D_BUDGET:
+        asked = full + f_w * f_h * ((channels + 15) & ~15) * out_ch + 32 + acc
+    else:
+        row, budget, tile = padded_w * eff, P4_L1D_BUDGET - acc - filt, 1
+        if budget > 0 and f_h * row <= budget:
+            tile = min(out_h, (budget - f_h * row) // (s_h * row) + 1)
+        asked = ((tile - 1) * s_h + f_h + 2 * pad_h) * row + filt + 32 + acc
+    row, used, tile = padded_w * eff, acc + filt, out_h  # what it writes (:707-867)
+    if padded_w * (in_h + 2 * pad_h) * eff + used > P4_L1D_BUDGET:
+        budget = P4_L1D_BUDGET - used
+        if f_h * row <= budget:
+            tile = min(out_h, max(1, (budget - f_h * row) // (s_h * row) + 1))
+    return used + ((tile - 1) * s_h + f_h + pad_h) * row > asked
+
+
+def _p4_conv_bottom_row(layer: Layer) -> bool:
+    """esp-nn's ESP32-P4 unpadded path (no padding, kw * Cin >= 16, not 1x1 stride 1, ungrouped)
+    recomputes the last output row on a 2-row slice from row in_h - kh + 1 when the window
+    overhangs the input by one row (SAME with TFLite-Micro's pad_h 0): right only for kh == 3
+    (esp_nn_conv_esp32p4.c:578-585)."""
+    found = _p4_conv(layer)
+    if found is None:
+        return False
+    in_h, _, channels, filter_channels, f_h, f_w, out_h, _, pad_h, pad_w, s_h, s_w = found
+    pointwise = (f_h, f_w, s_h, s_w) == (1, 1, 1, 1)
+    return (pad_h == 0 and pad_w == 0 and not pointwise and f_w * channels >= 16 and filter_channels == channels
+            and (out_h - 1) * s_h + f_h - in_h == 1 and f_h != 3)
+
+
+def _p4_depthwise_over_256_channels(layer: Layer) -> bool:
+    found = _depthwise(layer)
+    return found is not None and found[5] == 1 and found[2] > 256
+
+
+def _p4_grouped_conv(layer: Layer) -> bool:
+    found = _p4_conv(layer)
+    return found is not None and found[3] != found[2]
+
+
 CONDITIONS: dict[str, Callable[[Layer], bool]] = {
     "quantized": _quantized,
     "int16_activations": _int16,
@@ -366,6 +518,16 @@ CONDITIONS: dict[str, Callable[[Layer], bool]] = {
     "quantized_rank_outside_2_to_4": _quantized_rank_outside_2_to_4,
     "lstm_batched": _lstm_batched,
     "negative_alpha": _negative_alpha,
+    "int8_activations": _int8,
+    "mve_conv_1xn_fails": _mve_1xn_fails,
+    "mve_conv_1xn_valid_remainder": _mve_1xn_valid_remainder,
+    "mve_conv_1xn_padded_edge": _mve_1xn_padded_edge,
+    "mve_depthwise_one_channel_row": _mve_depthwise_one_channel_row,
+    "fc_per_tensor_1x1_path": _fc_per_tensor_1x1_path,
+    "p4_conv_tiled_overrun": _p4_conv_tiled_overrun,
+    "p4_conv_bottom_row": _p4_conv_bottom_row,
+    "p4_depthwise_over_256_channels": _p4_depthwise_over_256_channels,
+    "p4_grouped_conv": _p4_grouped_conv,
 }
 
 

@@ -172,6 +172,45 @@ def esp_nn_depthwise_esp32s3_1_1_2(layer: Layer) -> int:
     return 32
 
 
+def esp_nn_conv_esp32p4_1_2_3(layer: Layer) -> int:
+    """esp-nn 1.2.3 (5f0a807) src/convolution/esp_nn_conv_esp32p4.c:869-968
+    (esp_nn_get_conv_scratch_size_esp32p4; L1D_BUDGET = 32768, :589). For padding with a
+    window under 16 values the tiled kernel writes more than this asks (library/numerics.py
+    `p4_conv_tiled_overrun`: tinygen makes that padding explicit)."""
+    in_w, in_h, in_ch, f_w, f_h, _, out_h, out_ch, pad_w, pad_h, s_w, s_h = _esp_nn_conv_dims(layer)
+    align = 32
+    if _esp_nn_pointwise(f_w, f_h, pad_w, pad_h, s_w, s_h):  # :891-910
+        if in_ch < 16:
+            return _i32(out_ch * 4 + 16 * out_ch + 32 + align)
+        return _esp_nn_pointwise_conv_scratch(in_w, in_h, in_ch, out_ch, align)
+    new_ch = (in_ch + 15) & ~15  # :912
+    acc = out_ch * 4
+    if pad_w == 0 and pad_h == 0 and f_w * in_ch >= 16:  # :915-920
+        return _i32(f_w * f_h * new_ch * out_ch + align + acc)
+    if f_w * f_h * in_ch >= 16:  # :923-927
+        return _i32(acc + f_w * f_h * in_ch + align)
+    eff_ch = (((16 + f_w - 1) // f_w) + 15) & ~15
+    if pad_w == 0 and pad_h == 0:  # :929-935
+        return _i32(acc + f_w * f_h * eff_ch * out_ch + in_w * in_h * eff_ch + align)
+    padded_w = in_w + 2 * pad_w  # :938-965
+    full = padded_w * (in_h + 2 * pad_h) * in_ch
+    if full + acc <= 32768:
+        return _i32(full + f_w * f_h * new_ch * out_ch + align + acc)
+    eff, filt = (eff_ch, f_w * f_h * eff_ch * out_ch) if f_w * in_ch < 16 else (in_ch, 0)
+    row = padded_w * eff
+    budget = 32768 - acc - filt
+    tile = 1
+    if budget > 0 and f_h * row <= budget:
+        tile = min(out_h, (budget - f_h * row) // (s_h * row) + 1)
+    return _i32(((tile - 1) * s_h + f_h + 2 * pad_h) * row + filt + align + acc)
+
+
+def esp_nn_depthwise_esp32p4_1_2_3(layer: Layer) -> int:
+    """esp-nn 1.2.3 (5f0a807) src/convolution/esp_nn_depthwise_conv_esp32p4.c:25-31: 0, so
+    esp-tflite-micro asks nothing (depthwise_conv.cc:256-287)."""
+    return 0
+
+
 def _int8_in(layer: Layer) -> bool:
     return layer.dtype(0) == "INT8"
 
@@ -312,6 +351,156 @@ def _cmsis_depthwise(layer: Layer, three_by_three_free: bool) -> int:
     return in_ch * f_w * f_h * 2
 
 
+# CMSIS-NN v7.0.0 with Helium (ARM_MATH_MVEI, defined with __ARM_FEATURE_MVE: Cortex-M55/M85,
+# Include/arm_nn_math_types.h:49-59), built by GCC as Zephyr's module does (threshold for
+# depthwise -> conv: 1, Include/arm_nnsupportfunctions.h:81-86; CH_IN_BLOCK_MVE = 124, :64).
+
+def _c_div(a: int, b: int) -> int:
+    """C integer division (toward zero)."""
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
+def cmsis_conv_s8_mve(in_c: int, f_w: int, f_h: int) -> int:
+    """arm_convolve_s8_get_buffer_size_mve: 4 * 16 * ceil(Cin * kw * kh / 16)
+    (CMSIS-NN@v7.0.0 Source/ConvolutionFunctions/arm_convolve_get_buffer_sizes_s8.c:53-62)."""
+    return 4 * ((in_c * f_w * f_h + 15) // 16) * 16
+
+
+def cmsis_conv_1xn_s8_mve(in_w: int, in_c: int, f_w: int, out_w: int, pad_w: int, s_w: int) -> int:
+    """arm_convolve_1_x_n_s8_get_buffer_size_mve (arm_convolve_get_buffer_sizes_s8.c:64-93)."""
+    total_pad = (out_w - 1) * s_w + f_w - in_w
+    asym = total_pad - 2 * _c_div(total_pad, 2)  # C's %
+    right = max(1, _c_div(pad_w + asym + s_w - 1, s_w)) if pad_w + asym != 0 else 0
+    left = max(1, _c_div(pad_w + s_w - 1, s_w)) if pad_w != 0 else 0
+    no_pad = max(out_w - (right + left), 0)
+    if right + no_pad + left != out_w:
+        return cmsis_conv_s8_mve(in_c, f_w, 1)
+    pad_left = pad_w * in_c
+    pad_right = right * in_c if asym else pad_left
+    return max(f_w * in_c + pad_left, (f_w - 1) * in_c + pad_right)
+
+
+def cmsis_conv_wrapper_s8_mve(in_h: int, in_w: int, in_c: int, f_h: int, f_w: int, out_w: int, pad_h: int,
+                              pad_w: int, s_w: int, d_h: int, d_w: int) -> int:
+    """arm_convolve_wrapper_s8_get_buffer_size_mve (arm_convolve_get_buffer_sizes_s8.c:139-145,
+    174-201): 0 for a 1x1 filter without padding or dilation, whatever the stride (the 1x1 fast
+    size is 0 under MVEI, :122-130); the 1xN size for one input row, kh 1, dil_w 1 and
+    stride_w * Cin a multiple of 4; else the im2col size."""
+    if pad_w == 0 and pad_h == 0 and f_w == 1 and f_h == 1 and d_w == 1 and d_h == 1:
+        return 0
+    if in_h == 1 and d_w == 1 and f_h == 1 and (s_w * in_c) % 4 == 0:
+        return cmsis_conv_1xn_s8_mve(in_w, in_c, f_w, out_w, pad_w, s_w)
+    return cmsis_conv_s8_mve(in_c, f_w, f_h)
+
+
+def _cmsis_conv_dims(layer: Layer):
+    n, in_h, in_w, in_c = layer.shape(0)
+    _, f_h, f_w, _ = layer.shape(1)
+    out_w, out_c = layer.shape(0, outputs=True)[2], layer.shape(0, outputs=True)[-1]
+    pad_h, pad_w = layer.padding()
+    d_h, d_w = layer.option("dilationHFactor", 1) or 1, layer.option("dilationWFactor", 1) or 1
+    return n, in_h, in_w, in_c, f_h, f_w, out_w, out_c, pad_h, pad_w, layer.option("strideW", 1) or 1, d_h, d_w
+
+
+def cmsis_conv_mve(layer: Layer) -> int:
+    """int8 CONV_2D (int8 or int4 filter, whose s4 MVE kernels need no more,
+    arm_convolve_get_buffer_sizes_s4.c:55-78): arm_convolve_wrapper_s8_get_buffer_size with the
+    input's channel count (tflite-micro@f2b2b3f51 kernels/cmsis_nn/conv.cc:138-169)."""
+    _, in_h, in_w, in_c, f_h, f_w, out_w, _, pad_h, pad_w, s_w, d_h, d_w = _cmsis_conv_dims(layer)
+    return cmsis_conv_wrapper_s8_mve(in_h, in_w, in_c, f_h, f_w, out_w, pad_h, pad_w, s_w, d_h, d_w)
+
+
+def cmsis_depthwise_mve(layer: Layer) -> int:
+    """int8 DEPTHWISE_CONV_2D: arm_depthwise_conv_wrapper_s8_get_buffer_size, MVE branch
+    (arm_depthwise_conv_get_buffer_sizes_s8.c:88-116; glue depthwise_conv.cc:176-193): Cin 1 and
+    Cout > 1 is run as a CONV_2D, its buffer then the transposed filter (:43-62,96-99; sized here
+    with the layer's stride, which Eval uses: Prepare's is uninitialised, numerics.yaml
+    `cmsis-v7-mve-depthwise-stride`); Cin == Cout, batch 1, no dilation: 4 * 124 * kw * kh, with
+    no 3x3 exemption (:64-68); else 0. int4 filter: the same but for the Cin 1 case
+    (arm_depthwise_conv_get_buffer_sizes_s4.c:43-66)."""
+    n, in_h, in_w, in_c, f_h, f_w, out_w, out_c, pad_h, pad_w, s_w, d_h, d_w = _cmsis_conv_dims(layer)
+    if in_c == 1 and out_c > 1 and layer.dtype(1) == "INT8":
+        return cmsis_conv_wrapper_s8_mve(in_h, in_w, 1, f_h, f_w, out_w, pad_h, pad_w, s_w, d_h, d_w) + out_c * f_h * f_w
+    if in_c == out_c and n == 1 and d_h == 1 and d_w == 1:
+        return 4 * 124 * f_w * f_h
+    return 0
+
+
+def _cmsis_nn_v7_mve(layer: Layer) -> list[tuple[int, bool, str]]:
+    return [r for r in _cmsis_mve_asks(layer) if r[0] > 0]
+
+
+def _cmsis_mve_asks(layer: Layer) -> list[tuple[int, bool, str]]:
+    """CMSIS-NN v7.0.0 with tflite-micro f2b2b3f51's cmsis_nn glue (Zephyr fcc760a), Helium path.
+    Zephyr builds it without KERNELS_OPTIMIZED_FOR_SPEED/SIZE, the glue asks no int4 unpack
+    buffer (CMSIS-NN reads packed int4), and TRANSPOSE_CONV is the reference kernel."""
+    op, data = layer.op.op, layer.dtype(0)
+    where = "CMSIS-NN v7.0.0 MVE (Zephyr v4.4.0)"
+    if op == "CONV_2D" and data == "INT8":
+        return [(cmsis_conv_mve(layer), False, (f"arm_convolve_wrapper_s8_get_buffer_size_mve, {where}: "
+                                                "arm_convolve_get_buffer_sizes_s8.c:53-201"))]
+    if op == "CONV_2D" and data == "INT16" and layer.dtype(2) in ("INT64", ""):
+        _, _, _, in_c = layer.shape(0)
+        _, f_h, f_w, _ = layer.shape(1)
+        return [(4 * ((in_c * f_w * f_h + 7) // 8) * 8 * 2, False,
+                 (f"arm_convolve_wrapper_s16_get_buffer_size: 64 * ceil(Cin * kw * kh / 8), {where}: "
+                  "arm_convolve_get_buffer_sizes_s16.c:43-52,70-79 (glue conv.cc:157-161)"))]
+    if op == "DEPTHWISE_CONV_2D" and data == "INT8" and layer.dtype(1) in ("INT8", "INT4"):
+        bits = 8 if layer.dtype(1) == "INT8" else 4
+        return [(cmsis_depthwise_mve(layer), False,
+                 (f"arm_depthwise_conv_wrapper_s{bits}_get_buffer_size, {where}: "
+                  "arm_depthwise_conv_get_buffer_sizes_s8.c:43-116, _s4.c:43-66"))]
+    if op == "FULLY_CONNECTED" and data == "INT8" and layer.dtype(1) == "INT8":
+        out, weights = layer.shape(0, outputs=True), layer.tensor(1)
+        if len(out) > 2 and weights.shape[-1] % 4 == 0:  # the 1x1 convolution path, fully_connected.cc:128-148
+            if weights.per_channel:
+                return []
+            return [(8 * out[-1], False, ("per-tensor 1x1 path multipliers and shifts: 8 * Cout "
+                                          "(tflite-micro@f2b2b3f51 kernels/cmsis_nn/fully_connected.cc:128-148)"))]
+        return [(4 * out[-1], False, (f"arm_fully_connected_s8_get_buffer_size_mve: 4 * Cout, {where}: "
+                                      "arm_fully_connected_get_buffer_sizes_s8.c:48-60; a scratch without "
+                                      "KERNELS_OPTIMIZED_FOR_SPEED (fully_connected.cc:175-178)"))]
+    if op == "BATCH_MATMUL":
+        return _cmsis_batch_matmul(layer)
+    if op == "SOFTMAX" and data == "INT16":
+        return [(2 * 513, True, ("int16 softmax exp/reciprocal LUT: 2 * LUTSize<int16_t>() "
+                                 "(tflite-micro@f2b2b3f51 kernels/softmax_common.cc:33-45)"))] * 2
+    if op == "UNIDIRECTIONAL_SEQUENCE_LSTM" and data == "INT16":
+        batch, cells, _ = _lstm_dims(layer)
+        return ([(2 * batch * cells, False, "CMSIS-NN LSTM buffer: 2 * batch * cells")] * 3
+                + [(8 * cells, True, ("CMSIS-NN LSTM int64 kernel sums: 8 * cells "
+                                      "(kernels/cmsis_nn/unidirectional_sequence_lstm.cc:118-144,392-413)"))] * 8)
+    if op == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return _lstm_cmsis_v7(layer)
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D"):
+        # float: the reference kernel, no buffer; int16 DW/FC and int4 FC: none; pools: the
+        # avgpool sizes are 0 under MVE (arm_avgpool_get_buffer_sizes_s8.c/_s16.c:42-67)
+        return []
+    # SVDF: svdf.cc:175-187 as the reference asks (int8 fails at Prepare on Zephyr's build,
+    # numerics.yaml `cmsis-v7-mve-svdf-int8`); TRANSPOSE_CONV and the rest: reference kernels
+    return _reference_2026(layer)
+
+
+def _cmsis_batch_matmul(layer: Layer) -> list[tuple[int, bool, str]]:
+    """tflite-micro@f2b2b3f51 kernels/cmsis_nn/batch_matmul.cc: a transposed copy of the left
+    input when adj_x (:137-170,248-254) and of the right one unless adj_y (:258-264), each a
+    TfLiteEvalTensor (12) with its dims (4 + 4 * rank) and data; 28 for the quantization
+    (:274-279); int8: arm_fully_connected_s8_get_buffer_size of the output's last dimension,
+    4 * it under MVE (:296-303)."""
+    found = []
+    for position, transposed in ((0, bool(layer.option("adjX", False))), (1, not layer.option("adjY", False))):
+        t = layer.tensor(position)
+        if transposed and t is not None:
+            found.append((12 + 4 + 4 * len(t.shape) + t.byte_size, True, "batch matmul transposed input"))
+    if layer.dtype(0) in ("INT8", "INT16"):
+        found.append((28, True, "batch matmul quantization data"))
+    if layer.dtype(0) == "INT8":
+        found.append((4 * layer.shape(0, outputs=True)[-1], False,
+                      "arm_fully_connected_s8_get_buffer_size_mve: 4 * output channels (rhs sums)"))
+    return found
+
+
 def _cmsis_nn(version: str, dsp: bool) -> Rule:
     conv = _cmsis_conv_2022 if version == "2022" else _cmsis_conv_v7
     where = "CMSIS-NN e98ee09a (Chirale 2.0.0)" if version == "2022" else "CMSIS-NN v7.0.0 (Zephyr v4.4.0)"
@@ -393,9 +582,12 @@ RULES: dict[str, Rule] = {
     "cmsis-nn-2022-dsp": _cmsis_nn("2022", dsp=True),
     "cmsis-nn-2022": _cmsis_nn("2022", dsp=False),
     "cmsis-nn-v7-dsp": _cmsis_nn("v7", dsp=True),
+    "cmsis-nn-v7-mve": _cmsis_nn_v7_mve,
     "esp-nn": _esp_nn(_esp_generic, _esp_generic, "esp-nn 1.2.3 generic: 0 for convolutions"),
     "esp-nn-esp32s3": _esp_nn(esp_nn_conv_esp32s3_1_2_3, esp_nn_depthwise_esp32s3_1_2_3,
                               "esp-nn 1.2.3 ESP32-S3 (esp_nn_*_esp32s3.c)"),
+    "esp-nn-esp32p4": _esp_nn(esp_nn_conv_esp32p4_1_2_3, esp_nn_depthwise_esp32p4_1_2_3,
+                              "esp-nn 1.2.3 ESP32-P4 (esp_nn_*_esp32p4.c)"),
     "esp-nn-arduino": _esp_nn(_esp_generic, _esp_generic, "esp-nn generic: 0 for convolutions"),
     "esp-nn-arduino-esp32s3": _esp_nn(_bound(esp_nn_conv_esp32s3_1_2_3, esp_nn_conv_esp32s3_1_1_2),
                                       _bound(esp_nn_depthwise_esp32s3_1_2_3, esp_nn_depthwise_esp32s3_1_1_2),

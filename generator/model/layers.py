@@ -31,13 +31,11 @@ class LayerRow:
     scratch_bytes: int  # scratch the board's kernels ask for this layer
     kept_bytes: int  # persistent buffers its kernel keeps (per-channel arrays, LUTs, ...)
     peak: bool  # this layer's head is the plan's high-water mark: it sets the arena's head
+    work: "Work"  # what the latency estimate scales with
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def work(self) -> "Work":
-        return Work(macs=self.macs, output_elements=self.output_elements)
 
 
 def _elements(shape: list[int]) -> int:
@@ -84,15 +82,52 @@ def _cost(report: ModelReport, op: OperatorInfo) -> tuple[int, int]:
         return 0, out * op.options.get("filterHeight", 1) * op.options.get("filterWidth", 1)
     if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"):
         return 0, _elements(shape(0))
+    if name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):  # TFLite-Micro shares or copies the buffer
+        return 0, 0
+    if name.startswith("Signal"):  # the signal library's custom ops: a pass over input or output
+        elements = max(_elements(shape(0)) if op.inputs else 0, out)
+        if name == "SignalRfft":  # an FFT: log2(N) passes
+            elements *= max(1, int(np.log2(max(_elements(shape(0)[-1:]), 2))))
+        return 0, elements
     return 0, out
+
+
+# Which kind of work an operator's MACs are: the kernels run each kind at its own cost per MAC.
+MAC_KINDS = {"CONV_2D": "conv", "TRANSPOSE_CONV": "conv", "DEPTHWISE_CONV_2D": "depthwise",
+             "FULLY_CONNECTED": "fc", "BATCH_MATMUL": "fc", "SVDF": "fc", "UNIDIRECTIONAL_SEQUENCE_LSTM": "fc"}
 
 
 @dataclass(frozen=True)
 class Work:
-    """What the latency estimate scales with (boards/latency.py), for a model or one layer."""
-    macs: int
-    output_elements: int
+    """What the latency estimate scales with (boards/latency.py), for a model or one layer:
+    multiply-accumulates per kind, the element operations of the layers without MACs (pooling,
+    activations, additions, the signal library's custom operators...), and the operators."""
+
+    conv_macs: int = 0
+    depthwise_macs: int = 0
+    fc_macs: int = 0
+    element_ops: int = 0
     layers: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.conv_macs + self.depthwise_macs + self.fc_macs
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(*(getattr(self, f) + getattr(other, f) for f in WORK_FIELDS))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+WORK_FIELDS = ("conv_macs", "depthwise_macs", "fc_macs", "element_ops", "layers")
+
+
+def operator_work(report: ModelReport, op: OperatorInfo) -> Work:
+    macs, ops = _cost(report, op)
+    kind = MAC_KINDS.get(op.op)
+    return Work(conv_macs=macs if kind == "conv" else 0, depthwise_macs=macs if kind == "depthwise" else 0,
+                fc_macs=macs if kind == "fc" else 0, element_ops=ops if not kind else 0, layers=1)
 
 
 def _output_elements(report: ModelReport, op: OperatorInfo) -> int:
@@ -102,9 +137,7 @@ def _output_elements(report: ModelReport, op: OperatorInfo) -> int:
 
 def model_cost(report: ModelReport) -> Work:
     """The work of the main subgraph's operators (those the interpreter invokes in turn)."""
-    ops = [op for op in report.operators if op.subgraph == 0]
-    return Work(macs=sum(_cost(report, op)[0] for op in ops),
-                output_elements=sum(_output_elements(report, op) for op in ops), layers=len(ops))
+    return sum((operator_work(report, op) for op in report.operators if op.subgraph == 0), Work(layers=0))
 
 
 def layer_table(report: ModelReport, simulation: Simulation) -> list[LayerRow]:
@@ -125,7 +158,7 @@ def layer_table(report: ModelReport, simulation: Simulation) -> list[LayerRow]:
             live_bytes=sum(b.size for b in plan.buffers if b.first <= index <= b.last),
             head_bytes=plan.high_water_at(index),
             scratch_bytes=sum(r.bytes for r in mine if not r.persistent),
-            kept_bytes=sum(r.bytes for r in mine if r.persistent), peak=False))
+            kept_bytes=sum(r.bytes for r in mine if r.persistent), peak=False, work=operator_work(report, op)))
     at_head = [row for row in rows if row.head_bytes == plan.head_bytes and plan.head_bytes > 0]
     most = max((row.live_bytes for row in at_head), default=None)
     for row in at_head:

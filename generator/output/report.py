@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..boards.fit import BoardFit, deployability, fit_every_board
-from ..boards.latency import Estimate, estimate
+from ..boards.latency import Estimate, estimate, track_record
+from ..boards.latency import format_ms as _format_ms
 from ..library.numerics import host as numerics_host
 from ..library.numerics import library_name as numerics_library
 from ..library.numerics import tolerance_basis
@@ -83,8 +84,25 @@ def to_dict(ins: Inspection) -> dict:
 REPORT_FILE = "MODEL_REPORT.md"
 
 
+def latency_lines(ins: Inspection, markdown: bool = False) -> list[str]:
+    """The estimate, what it rests on, its band and how far off it was on unseen figures."""
+    latency = ins.latency
+    if latency is None:
+        board = ins.prepared.board
+        why = ("an emulated board" if board.get("emulated") else
+               "the board states no `core` and `cpu_mhz`")
+        return [f"no estimate for this board ({why})."]
+    figure = f"**{latency.describe()}**" if markdown else latency.describe()
+    lines = [f"{figure} per inference: an estimate, {latency.basis}.",
+             f"Band: {latency.band_basis}."]
+    if not latency.calibration.startswith("profile of"):
+        lines.append(f"So far {track_record()}. Measure your own board with `tinygen new --profile` and "
+                     "`tinygen profile LOG --calibrate FILE`.")
+    return lines
+
+
 def format_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}" if value >= 1 else f"{value:.3f}"
+    return "-" if value is None else _format_ms(value)
 
 
 def _shape(shape: list[int]) -> str:
@@ -100,14 +118,15 @@ def layer_lines(ins: Inspection) -> list[tuple]:
 
 
 LAYER_HEADER = ("#", "op", "output", "weights B", "MACs", "live B", "scratch B", "est. ms", "peak")
-BOARD_HEADER = ("target", "board", "arena B", "flash need / have", "RAM need / have", "~ms", "numerics", "fits")
+BOARD_HEADER = ("target", "board", "arena B", "flash need / have", "RAM need / have", "latency (estimate)", "numerics",
+                "fits")
 
 
 def board_lines(ins: Inspection) -> list[tuple]:
     """One tuple per catalog board: the columns both the table and the Markdown show."""
     lines = []
     for (target, board_id), row in ins.every_board.items():
-        ms = format_ms(row.latency.milliseconds) if row.latency else "-"
+        ms = row.latency.describe() if row.latency else "-"
         numerics = row.numerics.summary() if row.numerics is not None and not row.numerics.refused else "-"
         if row.fit is None:
             lines.append((target, board_id, "-", "-", "-", ms, numerics, f"no: {row.short_reason}"))
@@ -168,10 +187,7 @@ def to_text(ins: Inspection) -> str:
     out.append(f"Arena       {arena.arena_bytes:,} bytes for {board.target}/{board.id} "
                f"({arena.breakdown()}; tflite-micro {arena.runtime})")
     out += [f"  {line}" for line in arena.detail]
-    if ins.latency is not None:
-        out.append(f"Latency     ~{format_ms(ins.latency.milliseconds)} ms per inference (estimate: {ins.latency.basis})")
-    else:
-        out.append("Latency     no estimate for this board (no published calibration)")
+    out += [f"Latency     {line}" if i == 0 else f"            {line}" for i, line in enumerate(latency_lines(ins))]
     out.append(f"Numerics    what {board.target}/{board.id}'s {numerics_library(board)} computes, against "
                f"the host ({numerics_host()})")
     out += [f"  {line}" for line in numerics_lines(prepared)]
@@ -215,8 +231,7 @@ def to_markdown(ins: Inspection) -> str:
     md += ["", "Simulated for this board's library (tinygen's allocator simulation, checked against real "
            "32-bit runs of published models: `bench/arena_evidence.yaml` in tinygen's repository).", ""]
     md += ["## Latency", ""]
-    md += [f"About **{format_ms(ins.latency.milliseconds)} ms** per inference: an estimate, {ins.latency.basis}."
-           if ins.latency else "No estimate for this board (no published calibration)."]
+    md += [" ".join(latency_lines(ins, markdown=True))]
     md += ["", "## What the board computes", "",
            f"The golden outputs come from {numerics_host()}; this board runs {numerics_library(board)} "
            f"with {board['kernels']} kernels (tinygen's numerics table, `numerics.yaml`, lists where they differ, with "
