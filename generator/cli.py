@@ -146,28 +146,47 @@ def cli() -> None:
               help="Firmware that prints each operator's time after the self-test (TFLite-Micro's "
               "profiler hook); read a saved serial log back with `tinygen profile LOG`. Off: no "
               "profiling code is compiled.")
+@click.option("--as", "output_kind", type=click.Choice(["project", "library"]), default="project", show_default=True,
+              help="project: a complete firmware project. library: the ecosystem's unit of reuse for an "
+              "existing firmware (an Arduino library with its zip, an ESP-IDF component, a Zephyr module), "
+              "its API in namespace NAME behind #include <NAME.h>, so several models link into one firmware.")
+@click.option("--arena", "arena_mode", type=click.Choice(["own", "shared"]), default="own", show_default=True,
+              help="With --as library: own: the library has its own tensor arena. shared: it uses one arena "
+              "the firmware defines once (TINYGEN_SHARED_ARENA) for models that never run at the same time, "
+              "sized for the largest.")
 @_model_argument
 def new(target, board, name, output_dir, quantize, calibration_data, labels_path, force, golden_bytes,
-        with_profile, model) -> None:
-    """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite), with
-    MODEL_REPORT.md: what the model costs on the board and how each figure was obtained."""
+        with_profile, output_kind, arena_mode, model) -> None:
+    """Generate a firmware project for MODEL (.keras, .h5, SavedModel dir or .tflite), or with
+    --as library the model as a library for an existing firmware; with MODEL_REPORT.md: what the
+    model costs on the board and how each figure was obtained."""
     from .boards.fit import require_fit
     from .output import report as views
-    from .output.naming import project_name
+    from .output.naming import library_name, project_name
     from .output.project import write_project
-    from .output.render import check_destination
+    from .output.render import archive_path, check_destination
     from .pipeline import prepare
 
     progress = _progress()
-    project = project_name(name if name is not None else model.stem if model.suffix else model.name)
+    library = output_kind == "library"
+    if arena_mode == "shared" and not library:
+        raise TinygenError("--arena shared is for libraries (several models in one firmware).",
+                           hint="Add --as library, or leave --arena out.")
+    to_name = library_name if library else project_name
+    project = to_name(name if name is not None else model.stem if model.suffix else model.name)
     if name is not None and project != name:
-        progress(f"Project name '{name}' is used as '{project}' (letters, digits, '_' and '-' only).")
+        allowed = "letters, digits and '_'; not a C++ keyword" if library else "letters, digits, '_' and '-' only"
+        progress(f"{'Library' if library else 'Project'} name '{name}' is used as '{project}' ({allowed}).")
     check_destination(output_dir / project, force)  # before any slow work
     prepared = prepare(model, target, board, quantize, calibration_data, progress=progress,
                        labels_path=labels_path, golden_bytes=golden_bytes)
     prepared.require_resolution()
     require_fit(prepared.fit)
-    written = write_project(prepared, project, output_dir, force, profile=with_profile)
+    if library and arena_mode == "shared" and prepared.fit.arena_in_psram:
+        raise TinygenError(f"The arena ({prepared.arena.arena_bytes:,} B) must go to PSRAM on {prepared.board.name}: a "
+                           "shared arena is a static buffer in internal RAM.", hint="Leave --arena out (own arena).")
+    written = write_project(prepared, project, output_dir, force, profile=with_profile, library=library,
+                            shared_arena=arena_mode == "shared")
     rendered, inspection = written.rendered, written.inspection
 
     report, arena, resolution = prepared.report, prepared.arena, prepared.resolution
@@ -188,8 +207,21 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
     if prepared.labels:
         click.echo(f"  labels     {len(prepared.labels)}: {', '.join(prepared.labels[:8])}"
                    + (", ..." if len(prepared.labels) > 8 else ""))
-    click.echo(f"  your code  {', '.join(rendered.user_files)} (tinygen never rewrites these)")
-    click.echo(f"  build      cd {rendered.path} && {prepared.board['build_command'].format(id=prepared.board.id, **prepared.board.settings)}")
+    if library:
+        context = written.context
+        arena_text = ("shared: your firmware defines it once with TINYGEN_SHARED_ARENA, sized for the largest model"
+                      if arena_mode == "shared" else "its own (--arena shared: one arena for models that never run "
+                      "at the same time)")
+        click.echo(f"  API        namespace {context['ns']}, #include <{context['files']['tinygen_model']}.h>; "
+                   f"arena {arena_text}")
+        click.echo(f"  add it     {rendered.path / 'README.md'} says how, in five steps")
+        archive = archive_path(prepared.board["library_template"], project)
+        if archive:
+            click.echo(f"  zip        {rendered.path / archive} (arduino-cli lib install --zip-path)")
+    else:
+        click.echo(f"  your code  {', '.join(rendered.user_files)} (tinygen never rewrites these)")
+        click.echo(f"  build      cd {rendered.path} && "
+                   f"{prepared.board['build_command'].format(id=prepared.board.id, **prepared.board.settings)}")
     for original, backup in rendered.backups:
         click.echo(f"  backup     {original} is tinygen's and was regenerated; your edited copy is {backup}")
     if prepared.warnings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zlib
 
 from .. import __version__
@@ -70,16 +71,37 @@ def generated_scale(report, tensor) -> dict:
     return {"generated_scale": repr(float(scale)), "generated_zero_point": int(zero_point)}
 
 
-def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
+# The firmware core's files (firmware/<stem>.{h,cpp}.j2), by stem.
+CORE_STEMS = ("model_data", "model_ops", "tinygen_model", "golden_vectors", "tinygen_platform")
+
+
+def core_naming(name: str, library: bool) -> dict:
+    """Where the firmware core's code lives. A project's is tinygen's own: namespace `tinygen`,
+    files as the stems. A library's is the library's: namespace NAME, files NAME.h (the API)
+    and NAME_<part>, include guards NAME_..., console lines "NAME: ...", so that several
+    libraries link into one firmware."""
+    if not library:
+        return {"ns": "tinygen", "guard": "TINYGEN", "log_prefix": "tinygen", "files": {s: s for s in CORE_STEMS}}
+    files = {stem: f"{name}_{stem.removeprefix('tinygen_')}" for stem in CORE_STEMS} | {"tinygen_model": name}
+    return {"ns": name, "guard": name.upper(), "log_prefix": name, "files": files}
+
+
+def build_context(prepared: Prepared, name: str, profile: bool = False, library: bool = False,
+                  shared_arena: bool = False) -> dict:
     report, board, arena, golden_vectors = prepared.report, prepared.board, prepared.arena, prepared.golden
     resolution = prepared.require_resolution()
     class_output = first_output(report.outputs)
+    template = board["library_template"] if library else board["template"]
     context = {
         "name": name,
         "tinygen_version": __version__,
         "target": board.target,
-        "firmware_dir": board["firmware_dir"],
-        "user_files": user_owned_patterns(board["template"], name),
+        "output_kind": "library" if library else "project",
+        "firmware_dir": board["library_firmware_dir"] if library else board["firmware_dir"],
+        "public_dir": board["library_public_dir"] if library else board["firmware_dir"],
+        **core_naming(name, library),
+        "shared_arena": shared_arena,
+        "user_files": user_owned_patterns(template, name),
         "board": {k: v for k, v in board.settings.items() if not isinstance(v, dict)} | {"id": board.id},
         "library_header": board.get("library_header") or "",
         "extra_kconfig": extra_kconfig(board, report.ops),
@@ -142,12 +164,31 @@ def build_context(prepared: Prepared, name: str, profile: bool = False) -> dict:
             "float_rel": f"{golden.FLOAT_REL_TOLERANCE!r}f",
         },
     }
+    if library:
+        context["library"] = library_facts(board, name)
     # Ties every generated source to this one run: a stale mix of files fails to compile.
     digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode() + prepared.tflite)
     for array in golden_vectors.inputs + golden_vectors.outputs:
         digest.update(array.tobytes())
     context["generation"] = "0x" + digest.hexdigest()[:8] + "u"
     return context
+
+
+LIBRARY_VERSION = "1.0.0"  # a library's own version (library.properties, idf_component.yml)
+
+
+def library_facts(board, name: str) -> dict:
+    """What `--as library` output declares about itself, per ecosystem."""
+    pinned = re.match(r"^(.+) \((.+)\)$", board.get("library") or "")
+    fqbn = board.get("fqbn") or ""
+    return {
+        "version": LIBRARY_VERSION,
+        "config_symbol": name.upper(),  # Zephyr: CONFIG_<NAME>
+        # Arduino library.properties: the platform architecture of the board's FQBN, and the
+        # pinned TFLite-Micro library as a `depends=` entry with its exact version.
+        "arduino_architecture": fqbn.split(":")[1] if fqbn.count(":") >= 2 else "*",
+        "arduino_depends": f"{pinned.group(1)} (={pinned.group(2)})" if pinned else "",
+    }
 
 
 def golden_arrays(golden: GoldenVectors) -> dict[str, str]:

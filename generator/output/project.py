@@ -22,13 +22,15 @@ class WrittenProject:
 
 
 def write_project(prepared: Prepared, name: str, output_dir: Path, force: bool = False,
-                  profile: bool = False) -> WrittenProject:
-    context = build_context(prepared, name, profile=profile)
+                  profile: bool = False, library: bool = False, shared_arena: bool = False) -> WrittenProject:
+    """A project (`--as project`) or the ecosystem's library for the model (`--as library`)."""
+    context = build_context(prepared, name, profile=profile, library=library, shared_arena=shared_arena)
     blobs = {"model_array": model_array(prepared), "golden_arrays": golden_arrays(prepared.golden)}
     inspection = views.inspect(prepared)
     summary = views.to_dict(inspection)
     facts = project_facts(summary["layers"], summary["latency_estimate"], context["generation"],
                           prepared.board.target, prepared.board.id)
-    rendered = render_project(context, blobs, prepared.board["template"], output_dir, force,
+    template = prepared.board["library_template" if library else "template"]
+    rendered = render_project(context, blobs, template, output_dir, force,
                               documents={views.REPORT_FILE: views.to_markdown(inspection)}, facts=facts)
     return WrittenProject(rendered=rendered, inspection=inspection, context=context)

@@ -37,9 +37,12 @@ import jinja2
 from ..errors import TinygenError
 
 MANIFEST = ".tinygen-manifest.json"
+# The firmware core's templates (firmware/<file>.j2); each lands as context["files"][stem] + ext,
+# the public API header (tinygen_model.h) in context["public_dir"], the rest in "firmware_dir".
 FIRMWARE_CORE = ("model_data.h", "model_data.cpp", "model_ops.h", "model_ops.cpp",
                  "tinygen_model.h", "tinygen_model.cpp", "golden_vectors.h",
                  "golden_vectors.cpp", "tinygen_platform.h")
+PUBLIC_HEADER = "tinygen_model.h"
 BACKUP_SUFFIX = ".user-backup"
 
 
@@ -65,11 +68,37 @@ def template_dir(target_template: str) -> Path:
 NAME_PLACEHOLDER = "{{cookiecutter._tinygen.name}}"
 
 
+def _contract(template: str) -> dict:
+    return json.loads((template_dir(template) / "cookiecutter.json").read_text(encoding="utf-8"))
+
+
 def user_owned_patterns(template: str, name: str) -> list[str]:
     """The template's `_user_owned` paths for project `name` (globs, relative to the project
     folder; the sketch's file name is the project's)."""
-    contract = json.loads((template_dir(template) / "cookiecutter.json").read_text(encoding="utf-8"))
-    return [pattern.replace(NAME_PLACEHOLDER, name) for pattern in contract.get("_user_owned", [])]
+    return [pattern.replace(NAME_PLACEHOLDER, name) for pattern in _contract(template).get("_user_owned", [])]
+
+
+def archive_path(template: str, name: str) -> str | None:
+    """The template's `_archive`: where in the output a zip of the whole output goes (an
+    Arduino library's, for `arduino-cli lib install --zip-path`), or None."""
+    path = _contract(template).get("_archive")
+    return path.replace(NAME_PLACEHOLDER, name) if path else None
+
+
+def _write_archive(project: Path, archive: str, name: str) -> None:
+    """A zip of the project's files under the top folder `name`, byte for byte the same for the
+    same files (fixed dates, sorted), so that regeneration finds it unchanged."""
+    import zipfile
+
+    target = project / archive
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in project.rglob("*") if p.is_file() and p != target)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in files:
+            info = zipfile.ZipInfo(f"{name}/{path.relative_to(project).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, path.read_bytes())
 
 
 def render_project(context: dict, blobs: dict[str, str], template: str, output_dir: Path,
@@ -91,9 +120,12 @@ def render_project(context: dict, blobs: dict[str, str], template: str, output_d
         raise TinygenError(f"Cannot write to output directory '{output_dir}': {exc.strerror}.") from None
     try:
         project = _render_cookiecutter(template_dir(template), context, staging)
-        _render_firmware_core(context, blobs, project / context["firmware_dir"])
+        _render_firmware_core(context, blobs, project)
         for name, text in (documents or {}).items():
             (project / name).write_text(text, encoding="utf-8", newline="\n")
+        archive = archive_path(template, context["name"])
+        if archive:
+            _write_archive(project, archive, context["name"])
         files = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file())
         patterns = user_owned_patterns(template, context["name"])
         user_files = [f for f in files if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
@@ -237,12 +269,14 @@ def _firmware_env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-def _render_firmware_core(context: dict, blobs: dict[str, str], folder: Path) -> None:
+def _render_firmware_core(context: dict, blobs: dict[str, str], project: Path) -> None:
     env = _firmware_env()
-    folder.mkdir(parents=True, exist_ok=True)
     for name in FIRMWARE_CORE:
+        stem, extension = name.split(".")
+        folder = project / context["public_dir" if name == PUBLIC_HEADER else "firmware_dir"]
+        folder.mkdir(parents=True, exist_ok=True)
         text = env.get_template(name + ".j2").render(t=context, **blobs)
-        (folder / name).write_text(text, encoding="utf-8", newline="\n")
+        (folder / f"{context['files'][stem]}.{extension}").write_text(text, encoding="utf-8", newline="\n")
 
 
 def _write_manifest(project: Path, entries: dict[str, str], user_files: list[str], facts: dict) -> None:
