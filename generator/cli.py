@@ -128,8 +128,9 @@ def cli() -> None:
 @click.option("--board", default=None, help=_board_help())
 @_boards_file_option
 @click.option("--name", default=None,
-              help="Project name (folder, sketch, CMake project). Default: the model file name. "
-              "Reduced to letters, digits, '_' and '-'.")
+              help="Project name (folder, sketch, CMake project), or with --as library the library's name "
+              "(also its C++ namespace, file prefix and Zephyr CONFIG_ symbol). Default: the model file name. "
+              "Reduced to letters, digits, '_' and '-' ('_' only for a library).")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("."),
               show_default=True, help="Folder in which the project folder is created.")
 @_quantize_option
