@@ -163,6 +163,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
     model costs on the board and how each figure was obtained."""
     from .boards.fit import require_fit
     from .output import report as views
+    from .output.context import template_name
     from .output.naming import library_name, project_name
     from .output.project import write_project
     from .output.render import archive_path, check_destination
@@ -216,7 +217,7 @@ def new(target, board, name, output_dir, quantize, calibration_data, labels_path
         click.echo(f"  API        namespace {context['ns']}, #include <{context['files']['tinygen_model']}.h>; "
                    f"arena {arena_text}")
         click.echo(f"  add it     {rendered.path / 'README.md'} says how, in five steps")
-        archive = archive_path(prepared.board["library_template"], project)
+        archive = archive_path(template_name(prepared.board, library=True), project)
         if archive:
             click.echo(f"  zip        {rendered.path / archive} (arduino-cli lib install --zip-path)")
     else:

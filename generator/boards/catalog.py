@@ -134,11 +134,12 @@ def _check_user_board(where: str, target: str, board_id: str, settings: dict) ->
             fail(f"{key} '{value}' is not one tinygen knows ({', '.join(valid)})")
 
 
-def add_user_boards(path: Path) -> list[tuple[str, str]]:
-    """Adds the boards of a --boards YAML file to the catalog; returns their (target, id)."""
+def _read_boards_file(path: Path) -> tuple[object, str]:
+    """A boards file's YAML data and its text; a clear error when it cannot be read or parsed."""
     where = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        return yaml.safe_load(text), text
     except OSError as exc:
         raise TinygenError(f"Cannot read the boards file '{where}': {exc.strerror}.") from None
     except yaml.YAMLError as exc:
@@ -146,6 +147,12 @@ def add_user_boards(path: Path) -> list[tuple[str, str]]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise TinygenError(f"The boards file '{where}' is not valid YAML{at}: "
                            f"{getattr(exc, 'problem', None) or exc}.") from None
+
+
+def add_user_boards(path: Path) -> list[tuple[str, str]]:
+    """Adds the boards of a --boards YAML file to the catalog; returns their (target, id)."""
+    where = str(path)
+    data, _ = _read_boards_file(path)
     targets = data.get("targets") if isinstance(data, dict) else None
     if not isinstance(targets, dict) or not targets:
         raise TinygenError(f"{where}: expected `targets: <target>: boards: <id>: {{...}}`, as in the catalog.")
@@ -180,12 +187,9 @@ def save_user_board(path: Path, target: str, board_id: str, settings: dict) -> b
     data: dict = {}
     had_comments = False
     if path.exists():
-        text = path.read_text(encoding="utf-8")
+        data, text = _read_boards_file(path)
+        data = data or {}
         had_comments = any(line.lstrip().startswith("#") for line in text.splitlines())
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
-            raise TinygenError(f"The boards file '{path}' is not valid YAML; tinygen does not rewrite it.") from None
         if not isinstance(data, dict):
             raise TinygenError(f"{path}: expected `targets: <target>: boards: <id>: {{...}}`, as in the catalog.")
     boards = data.setdefault("targets", {}).setdefault(target, {}).setdefault("boards", {})

@@ -11,8 +11,8 @@ Every unknown is fitted at once to the published figures in log space, each pull
 prior (a core toward the core it is `like`, a kernel class toward its prior speed), by damped
 Gauss-Newton steps with the exact Jacobian. The band says how far off that fit was on figures
 it had not seen: each source group is left out in turn, its figures estimated from the rest,
-and the 10-90% spread of those errors is the band (pooled separately for cores and classes with
-figures of their own and for those that borrow).
+and the narrowest range of those errors that holds 80% of them (at most 3x wide) is the band,
+pooled separately for cores with figures of their own for the kernels and for those inferred.
 
 A user's own board profile (`tinygen profile LOG --calibrate FILE`) replaces all of that for
 their board: its `latency_profile` holds the cycles per unit of each kind measured on it.
@@ -38,6 +38,9 @@ COST_KINDS = ("depthwise", "fc", "element")  # the work a class weighs against a
 BAND_SHARE = 0.8  # of the left-out figures a band should hold
 MAX_BAND_RATIO = 3.0  # high / low of a band, at most
 CURRENT = "current"  # the generation of kernels a board runs
+PROFILE_PULL = 0.1  # how strongly a profile's costs are pulled toward the prior's ratios
+PROFILE_MIN_BAND = 0.1
+PROFILE_CALIBRATION = "profile of "  # an estimate's `calibration` when it rests on the user's profile
 
 
 @lru_cache(maxsize=None)
@@ -68,6 +71,11 @@ def usable_figures() -> list[dict]:
 
 def figure_cycles(figure: dict) -> float:
     return figure["latency_ms"] * figure["cpu_mhz"] * 1e3
+
+
+def figure_generation(figure: dict) -> str:
+    """The kernels' generation a figure was measured with (CURRENT unless it says)."""
+    return str(figure.get("generation", CURRENT))
 
 
 # --- the model's parameters ------------------------------------------------------------------
@@ -187,14 +195,13 @@ class _Cases:
 
 
 def _figure_rows(figures: list[dict]) -> list[tuple[str, str, str, Work]]:
-    return [(f["core"], f["class"], str(f.get("generation", CURRENT)), reference_work(f["model"])) for f in figures]
+    return [(f["core"], f["class"], figure_generation(f), reference_work(f["model"])) for f in figures]
 
 
 @dataclass(frozen=True)
 class Fit:
     layout: _Layout
     theta: np.ndarray
-    figures: tuple  # the figures it was fitted on
 
     def has_pair(self, core: str, klass: str) -> bool:
         return ("pair", (core, klass)) in self.layout.index
@@ -238,7 +245,7 @@ def fit(figures: list[dict]) -> Fit:
             damping *= 4
             if damping > 1e8:
                 break
-    return Fit(layout=layout, theta=theta, figures=tuple(f["source"] for f in figures))
+    return Fit(layout=layout, theta=theta)
 
 
 @lru_cache(maxsize=None)
@@ -269,7 +276,7 @@ def left_out() -> tuple[LeftOut, ...]:
     for group in sorted({f["group"] for f in figures}):
         rest = fit([f for f in figures if f["group"] != group])
         for f in (f for f in figures if f["group"] == group):
-            cycles = rest.cycles(f["core"], f["class"], reference_work(f["model"]), str(f.get("generation", CURRENT)))
+            cycles = rest.cycles(f["core"], f["class"], reference_work(f["model"]), figure_generation(f))
             results.append(LeftOut(f, cycles / (f["cpu_mhz"] * 1e3), rest.has_pair(f["core"], f["class"])))
     return tuple(results)
 
@@ -304,7 +311,8 @@ def band(direct: bool) -> tuple[float, float, str]:
 
 @dataclass(frozen=True)
 class Costs:
-    """Cycles per unit of each kind of work on one board: what an estimate multiplies out."""
+    """Cycles per unit of each kind of work on one board: what an estimate multiplies out. The
+    fields before `invoke` are per unit of Work's fields, in WORK_FIELDS order."""
 
     conv_mac: float
     depthwise_mac: float
@@ -313,9 +321,14 @@ class Costs:
     layer: float
     invoke: float
 
+    @property
+    def per_unit(self) -> tuple[float, ...]:
+        """Cycles per unit of each of WORK_FIELDS."""
+        return (self.conv_mac, self.depthwise_mac, self.fc_mac, self.element_op, self.layer)
+
     def cycles(self, work: Work, invoke: bool = True) -> float:
-        return (self.conv_mac * work.conv_macs + self.depthwise_mac * work.depthwise_macs + self.fc_mac * work.fc_macs
-                + self.element_op * work.element_ops + self.layer * work.layers + (self.invoke if invoke else 0.0))
+        return (sum(cost * getattr(work, field) for cost, field in zip(self.per_unit, WORK_FIELDS))
+                + (self.invoke if invoke else 0.0))
 
     def to_dict(self) -> dict:
         return {f"cycles_per_{k}": float(f"{v:.4g}") for k, v in asdict(self).items()}
@@ -341,6 +354,11 @@ class Estimate:
         return self.costs.cycles(work, invoke=False) / (self.cpu_mhz * 1e3)
 
     @property
+    def from_profile(self) -> bool:
+        """Measured on the user's own board (`tinygen profile --calibrate`), not fitted to others."""
+        return self.calibration.startswith(PROFILE_CALIBRATION)
+
+    @property
     def invoke_ms(self) -> float:
         return self.costs.invoke / (self.cpu_mhz * 1e3)
 
@@ -352,7 +370,7 @@ class Estimate:
                 "high_ms": round(self.high_ms, 4), "is_estimate": True, "calibration": self.calibration,
                 "basis": self.basis, "band_basis": self.band_basis, "cpu_mhz": self.cpu_mhz,
                 "invoke_ms": round(self.invoke_ms, 4), "costs": self.costs.to_dict(),
-                "track_record": None if self.calibration.startswith("profile of") else track_record()}
+                "track_record": None if self.from_profile else track_record()}
 
 
 def format_ms(value: float) -> str:
@@ -407,7 +425,7 @@ def _from_profile(board: Board, profile: dict, work: Work) -> Estimate:
     milliseconds = costs.cycles(work) / (mhz * 1e3)
     spread = float(profile["band"])
     return Estimate(milliseconds=milliseconds, low_ms=milliseconds * (1 - spread), high_ms=milliseconds * (1 + spread),
-                    calibration=f"profile of {board.id}", basis=f"measured on this board: {profile['source']}",
+                    calibration=f"{PROFILE_CALIBRATION}{board.id}", basis=f"measured on this board: {profile['source']}",
                     band_basis=f"the profile's own fit, +-{spread:.0%}", cpu_mhz=mhz, costs=costs)
 
 
@@ -432,17 +450,16 @@ def calibrate(works: list[Work], cycles: list[float], invoke_cycles: float, prio
     per-invoke cycles are what Invoke() took beyond them: the profiled model's estimate is its
     measured Invoke() time. Returns the costs and the band (the operators'
     time-weighted relative error, at least PROFILE_MIN_BAND)."""
-    names = ("conv_mac", "depthwise_mac", "fc_mac", "element_op", "layer")
-    work_matrix = np.array([[w.conv_macs, w.depthwise_macs, w.fc_macs, w.element_ops, w.layers] for w in works], float)
+    work_matrix = np.array([[getattr(w, field) for field in WORK_FIELDS] for w in works], dtype=float)
     measured = np.array(cycles, dtype=float)
-    prior_costs = np.array([getattr(prior, n) for n in names])
+    prior_costs = np.array(prior.per_unit)
     scale = measured.sum() / max(float((work_matrix @ prior_costs).sum()), 1e-12)
     unit = np.maximum(prior_costs * scale, 1e-12)  # unknowns: multiples of the scaled prior
     a = work_matrix * unit / np.maximum(measured, 1e-12)[:, None]
     b = np.ones(len(measured))
-    active = np.ones(len(names), dtype=bool)
-    multiples = np.ones(len(names))
-    for _ in range(len(names) + 1):  # active set: a cost that comes out negative is 0
+    active = np.ones(len(WORK_FIELDS), dtype=bool)
+    multiples = np.ones(len(WORK_FIELDS))
+    for _ in range(len(WORK_FIELDS) + 1):  # active set: a cost that comes out negative is 0
         cols = np.flatnonzero(active)
         lhs = np.vstack([a[:, cols], math.sqrt(PROFILE_PULL) * np.eye(len(cols))])
         rhs = np.concatenate([b, math.sqrt(PROFILE_PULL) * np.ones(len(cols))])
@@ -457,12 +474,9 @@ def calibrate(works: list[Work], cycles: list[float], invoke_cycles: float, prio
     predicted = work_matrix @ fitted_costs
     invoke = max(float(invoke_cycles - measured.sum()), 0.0)  # Invoke() beyond its operators
     spread = float(np.abs(predicted - measured).sum() / max(measured.sum(), 1e-12))
-    costs = Costs(**dict(zip(names, (float(v) for v in fitted_costs))), invoke=invoke)
+    costs = Costs(*(float(v) for v in fitted_costs), invoke=invoke)
     return costs, min(max(spread, PROFILE_MIN_BAND), 0.5)
 
-
-PROFILE_PULL = 0.1  # how strongly a profile's costs are pulled toward the prior's ratios
-PROFILE_MIN_BAND = 0.1
 
 
 def left_out_table() -> list[dict]:
@@ -476,6 +490,3 @@ def left_out_table() -> list[dict]:
                      "inside": r.estimate_ms * low <= f["latency_ms"] <= r.estimate_ms * high})
     return rows
 
-
-__all__ = ["Costs", "Estimate", "WORK_FIELDS", "band", "calibration_data", "core_ids", "estimate", "fit", "fitted",
-           "format_ms", "kernel_class", "left_out", "left_out_table", "reference_work", "usable_figures"]

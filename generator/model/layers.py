@@ -37,7 +37,6 @@ class LayerRow:
         return asdict(self)
 
 
-
 def _elements(shape: list[int]) -> int:
     return int(np.prod(shape)) if shape else 1
 
@@ -149,16 +148,16 @@ def layer_table(report: ModelReport, simulation: Simulation) -> list[LayerRow]:
     rows = []
     for index, op in enumerate(o for o in report.operators if o.subgraph == 0):
         weights = sum(graph[i].byte_size for i in op.inputs if i >= 0 and graph[i].is_constant)
-        macs, ops = _cost(report, op)
+        work = operator_work(report, op)
         mine = [r for r in simulation.requests if r.op_index == index]
         rows.append(LayerRow(
             index=index, op=op.custom_code if op.op == "CUSTOM" else op.op,
             output_shape=graph[op.outputs[0]].shape if op.outputs else [],
-            weight_bytes=weights, output_elements=_output_elements(report, op), macs=macs, ops=ops,
+            weight_bytes=weights, output_elements=_output_elements(report, op), macs=work.macs, ops=work.element_ops,
             live_bytes=sum(b.size for b in plan.buffers if b.first <= index <= b.last),
             head_bytes=plan.high_water_at(index),
             scratch_bytes=sum(r.bytes for r in mine if not r.persistent),
-            kept_bytes=sum(r.bytes for r in mine if r.persistent), peak=False, work=operator_work(report, op)))
+            kept_bytes=sum(r.bytes for r in mine if r.persistent), peak=False, work=work))
     at_head = [row for row in rows if row.head_bytes == plan.head_bytes and plan.head_bytes > 0]
     most = max((row.live_bytes for row in at_head), default=None)
     for row in at_head:

@@ -86,12 +86,17 @@ def core_naming(name: str, library: bool) -> dict:
     return {"ns": name, "guard": name.upper(), "log_prefix": name, "files": files}
 
 
+def template_name(board, library: bool) -> str:
+    """The cookiecutter template (templates/<name>/) of a project or of a library for `board`."""
+    return board["library_template" if library else "template"]
+
+
 def build_context(prepared: Prepared, name: str, profile: bool = False, library: bool = False,
                   shared_arena: bool = False) -> dict:
     report, board, arena, golden_vectors = prepared.report, prepared.board, prepared.arena, prepared.golden
     resolution = prepared.require_resolution()
     class_output = first_output(report.outputs)
-    template = board["library_template"] if library else board["template"]
+    template = template_name(board, library)
     context = {
         "name": name,
         "tinygen_version": __version__,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..pipeline import Prepared
 from . import report as views
-from .context import build_context, golden_arrays, model_array
+from .context import build_context, golden_arrays, model_array, template_name
 from .profile import project_facts
 from .render import RenderedProject, render_project
 
@@ -30,7 +30,7 @@ def write_project(prepared: Prepared, name: str, output_dir: Path, force: bool =
     summary = views.to_dict(inspection)
     facts = project_facts(summary["layers"], summary["latency_estimate"], context["generation"],
                           prepared.board.target, prepared.board.id)
-    template = prepared.board["library_template" if library else "template"]
+    template = template_name(prepared.board, library)
     rendered = render_project(context, blobs, template, output_dir, force,
                               documents={views.REPORT_FILE: views.to_markdown(inspection)}, facts=facts)
     return WrittenProject(rendered=rendered, inspection=inspection, context=context)

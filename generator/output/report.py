@@ -95,7 +95,7 @@ def latency_lines(ins: Inspection, markdown: bool = False) -> list[str]:
     figure = f"**{latency.describe()}**" if markdown else latency.describe()
     lines = [f"{figure} per inference: an estimate, {latency.basis}.",
              f"Band: {latency.band_basis}."]
-    if not latency.calibration.startswith("profile of"):
+    if not latency.from_profile:
         lines.append(f"So far {track_record()}. Measure your own board with `tinygen new --profile` and "
                      "`tinygen profile LOG --calibrate FILE`.")
     return lines
