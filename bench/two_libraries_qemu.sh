@@ -13,7 +13,9 @@
 # define outside its namespace: there must be none beyond the shared arena's.
 #
 # Environment: TOOLS (default ../shared/tools beside the checkout), TINYGEN (default tinygen on
-# PATH), CORTEXM_QEMU_CACHE (default $HOME/.cache/cortexm-qemu), WORK (default a temporary folder).
+# PATH), CORTEXM_QEMU_CACHE (default $HOME/.cache/cortexm-qemu), WORK (default a temporary folder),
+# MIRRORS (the folder of snapshots; default the recipe's own: a .mirror two or three folders above
+# TOOLS; without one, the library already extracted in the recipe's cache is used).
 # Exit status: 0 both PASS, 1 a self-test failed or a symbol clashes, 2 harness error.
 set -euo pipefail
 [[ $# -ge 4 ]] || { echo "usage: $0 MODEL_A NAME_A MODEL_B NAME_B [own|shared]" >&2; exit 2; }
@@ -21,6 +23,14 @@ MODEL_A=$(realpath "$1"); NAME_A=$2; MODEL_B=$(realpath "$3"); NAME_B=$4; ARENA=
 here=$(cd "$(dirname "$0")" && pwd)
 TOOLS=${TOOLS:-$here/../../shared/tools}
 CACHE=${CORTEXM_QEMU_CACHE:-$HOME/.cache/cortexm-qemu}
+# The recipe stops silently when it finds no .mirror folder; name one (or the cache, whose
+# extracted library it then uses) so that a checkout elsewhere still runs.
+if [[ -z ${MIRRORS:-} ]]; then
+  for d in "$TOOLS/../../.mirror" "$TOOLS/../../../.mirror" "$CACHE"; do
+    if [[ -d $d ]]; then MIRRORS=$(cd "$d" && pwd); break; fi
+  done
+fi
+export MIRRORS=${MIRRORS:-$CACHE}
 TINYGEN=${TINYGEN:-$(command -v tinygen || true)}
 [[ -x $TINYGEN ]] || { echo "no tinygen (set TINYGEN)" >&2; exit 2; }
 WORK=${WORK:-$(mktemp -d)}
@@ -28,7 +38,7 @@ mkdir -p "$WORK"
 
 # The recipe's cache: library archive, harness objects, linker script.
 NO_BISECT=1 TINYGEN=$TINYGEN CORTEXM_QEMU_CACHE=$CACHE "$TOOLS/cortex-m-qemu-selftest.sh" "$MODEL_A" \
-  >"$WORK/recipe.log" 2>&1 || { echo "the recipe failed on $MODEL_A:"; tail -5 "$WORK/recipe.log"; exit 2; }
+  >"$WORK/recipe.log" 2>&1 || { echo "the recipe failed on $MODEL_A (MIRRORS=$MIRRORS):"; tail -5 "$WORK/recipe.log"; exit 2; }
 LIBA=$(ls -t "$CACHE"/obj/chirale-*/libchirale.a | head -1)
 HOBJ=$(dirname "$(ls -t "$CACHE"/obj/harness-*/startup.o | head -1)")
 LIBSRC=$(ls -d "$CACHE"/lib/Chirale_TensorFLowLite-* | head -1)

@@ -190,16 +190,28 @@ def test_shared_arena_is_for_libraries_and_says_so(installed, libraries):
     assert "alignas(16) uint8_t g_tensor_arena[kArenaBytes];" not in core
 
 
+def _chirale_mirrors() -> Path | None:
+    """The folder of snapshots the recipe reads Chirale from, found where the recipe looks
+    (two or three folders above TOOLS); None when there is none."""
+    for candidate in (TOOLS.parent.parent / ".mirror", TOOLS.parent.parent.parent / ".mirror"):
+        if (candidate / "spaziochirale+Chirale_TensorFlowLite").is_dir():
+            return candidate.resolve()
+    return None
+
+
+def _chirale_cached() -> bool:
+    cache = Path(os.environ.get("CORTEXM_QEMU_CACHE", Path.home() / ".cache" / "cortexm-qemu"))
+    return any((lib / ".complete").is_file() for lib in (cache / "lib").glob("Chirale_TensorFLowLite-*"))
+
+
 def _toolchain_missing() -> str | None:
     for tool in ("arm-none-eabi-g++", "qemu-system-arm"):
         if shutil.which(tool) is None:
             return f"{tool} not on PATH"
     if not (TOOLS / "cortex-m-qemu-selftest.sh").is_file():
         return f"{TOOLS}/cortex-m-qemu-selftest.sh not found (TOOLS=DIR)"
-    mirror = REPO.parent.parent / ".mirror" / "spaziochirale+Chirale_TensorFlowLite"
-    cache = Path.home() / ".cache" / "cortexm-qemu" / "lib"
-    if not mirror.is_dir() and not any(cache.glob("Chirale_TensorFLowLite-*")):
-        return "no Chirale_TensorFLowLite 2.0.0 snapshot (the pinned Arduino library)"
+    if os.environ.get("MIRRORS") is None and _chirale_mirrors() is None and not _chirale_cached():
+        return "no Chirale_TensorFLowLite 2.0.0 snapshot (the pinned Arduino library; set MIRRORS)"
     return None
 
 
@@ -213,6 +225,9 @@ def test_two_libraries_in_one_firmware_pass_on_the_emulated_cortex_m4(installed,
     speech = REPO.parent / "shared" / "corpus" / "tflm_micro_speech_quantized.tflite"  # another model, if at hand
     shutil.copy(speech if speech.is_file() else MODEL, tmp_path / "other.tflite")
     env = dict(os.environ, TINYGEN=str(installed["light"].tinygen), TOOLS=str(TOOLS), WORK=str(tmp_path / "work"))
+    mirrors = _chirale_mirrors()
+    if "MIRRORS" not in env and mirrors is not None:
+        env["MIRRORS"] = str(mirrors)
     result = subprocess.run(["bash", str(REPO / "bench" / "two_libraries_qemu.sh"), "gesture.tflite", "gesture",
                              "other.tflite", "anomaly", arena], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=1800)
