@@ -30,6 +30,7 @@ import yaml
 from ..errors import TinygenError
 from ..model.analyze import ModelReport, analyze
 from ..model.operators import TRANSPOSE_CONV_INPUT, Layer
+from . import esp_nn_p4
 from .pinned import libraries
 from .rewrite import REWRITES, Rewritten
 
@@ -427,38 +428,19 @@ def _p4_conv(layer: Layer) -> tuple | None:
     return in_h, in_w, channels, filter_channels, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h, s_w
 
 
-P4_L1D_BUDGET = 32768  # espressif/esp-nn@5f0a807:src/convolution/esp_nn_conv_esp32p4.c:589
-
-
 def _p4_conv_tiled_overrun(layer: Layer) -> bool:
     """Padding and a window of under 16 values: esp_nn_conv_s8_esp32p4 runs
-    esp_nn_conv_s8_tiled (esp_nn_conv_esp32p4.c:1007-1033), which pads the channels to 16, tiles
-    against the 16-channel input and writes input rows up to (T-1)*s_h + kh + pad_h (:707-867,
-    in_row_end omits -pad_h at :810-812); esp_nn_get_conv_scratch_size_esp32p4 sizes this branch
-    with the real channel count (:938-965). True when it writes more than it asks."""
+    esp_nn_conv_s8_tiled (esp_nn_conv_esp32p4.c:1007-1033), which pads the channels to 16 and
+    writes more rows than esp_nn_get_conv_scratch_size_esp32p4 sizes with the real channel
+    count (esp_nn_p4.py). True when it writes more than it asks."""
     found = _p4_conv(layer)
     if found is None:
         return False
     in_h, in_w, channels, _, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h, _ = found
     if not (pad_h or pad_w) or f_w * f_h * channels >= 16:
         return False
-    acc, padded_w = 4 * out_ch, in_w + 2 * pad_w
-    eff = ((16 + f_w - 1) // f_w + 15) & ~15
-    filt = f_w * f_h * eff * out_ch
-    full = padded_w * (in_h + 2 * pad_h) * channels  # what it asks (:938-965)
-    if full + acc <= P4_L1D_BUDGET:
-        asked = full + f_w * f_h * ((channels + 15) & ~15) * out_ch + 32 + acc
-    else:
-        row, budget, tile = padded_w * eff, P4_L1D_BUDGET - acc - filt, 1
-        if budget > 0 and f_h * row <= budget:
-            tile = min(out_h, (budget - f_h * row) // (s_h * row) + 1)
-        asked = ((tile - 1) * s_h + f_h + 2 * pad_h) * row + filt + 32 + acc
-    row, used, tile = padded_w * eff, acc + filt, out_h  # what it writes (:707-867)
-    if padded_w * (in_h + 2 * pad_h) * eff + used > P4_L1D_BUDGET:
-        budget = P4_L1D_BUDGET - used
-        if f_h * row <= budget:
-            tile = min(out_h, max(1, (budget - f_h * row) // (s_h * row) + 1))
-    return used + ((tile - 1) * s_h + f_h + pad_h) * row > asked
+    return (esp_nn_p4.tiled_scratch_written(in_h, in_w, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h)
+            > esp_nn_p4.tiled_scratch_asked(in_h, in_w, channels, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h))
 
 
 def _p4_conv_bottom_row(layer: Layer) -> bool:

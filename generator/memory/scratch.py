@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..library import esp_nn_p4
 from ..model.analyze import ModelReport
 from ..model.operators import TRANSPOSE_CONV_INPUT, Layer
 
@@ -175,8 +176,8 @@ def esp_nn_depthwise_esp32s3_1_1_2(layer: Layer) -> int:
 def esp_nn_conv_esp32p4_1_2_3(layer: Layer) -> int:
     """esp-nn 1.2.3 (5f0a807) src/convolution/esp_nn_conv_esp32p4.c:869-968
     (esp_nn_get_conv_scratch_size_esp32p4; L1D_BUDGET = 32768, :589). For padding with a
-    window under 16 values the tiled kernel writes more than this asks (library/numerics.py
-    `p4_conv_tiled_overrun`: tinygen makes that padding explicit)."""
+    window under 16 values the tiled kernel writes more than this asks (library/esp_nn_p4.py;
+    numerics rule `p4-conv-tiled-scratch` makes that padding explicit)."""
     in_w, in_h, in_ch, f_w, f_h, _, out_h, out_ch, pad_w, pad_h, s_w, s_h = _esp_nn_conv_dims(layer)
     align = 32
     if _esp_nn_pointwise(f_w, f_h, pad_w, pad_h, s_w, s_h):  # :891-910
@@ -189,20 +190,10 @@ def esp_nn_conv_esp32p4_1_2_3(layer: Layer) -> int:
         return _i32(f_w * f_h * new_ch * out_ch + align + acc)
     if f_w * f_h * in_ch >= 16:  # :923-927
         return _i32(acc + f_w * f_h * in_ch + align)
-    eff_ch = (((16 + f_w - 1) // f_w) + 15) & ~15
     if pad_w == 0 and pad_h == 0:  # :929-935
+        eff_ch = esp_nn_p4.effective_channels(f_w)
         return _i32(acc + f_w * f_h * eff_ch * out_ch + in_w * in_h * eff_ch + align)
-    padded_w = in_w + 2 * pad_w  # :938-965
-    full = padded_w * (in_h + 2 * pad_h) * in_ch
-    if full + acc <= 32768:
-        return _i32(full + f_w * f_h * new_ch * out_ch + align + acc)
-    eff, filt = (eff_ch, f_w * f_h * eff_ch * out_ch) if f_w * in_ch < 16 else (in_ch, 0)
-    row = padded_w * eff
-    budget = 32768 - acc - filt
-    tile = 1
-    if budget > 0 and f_h * row <= budget:
-        tile = min(out_h, (budget - f_h * row) // (s_h * row) + 1)
-    return _i32(((tile - 1) * s_h + f_h + 2 * pad_h) * row + filt + align + acc)
+    return _i32(esp_nn_p4.tiled_scratch_asked(in_h, in_w, in_ch, f_h, f_w, out_h, out_ch, pad_h, pad_w, s_h))
 
 
 def esp_nn_depthwise_esp32p4_1_2_3(layer: Layer) -> int:
