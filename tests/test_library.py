@@ -98,6 +98,9 @@ def test_arduino_library_follows_the_library_specification(libraries):
     assert fields["architectures"] == "mbed_nano"  # the board's FQBN arduino:mbed_nano:nano33ble
     assert fields["depends"] == "Chirale_TensorFLowLite (=2.0.0)"  # the pinned library, exact version
     assert fields["includes"] == "wake_word.h"
+    # the README installs the dependency the way arduino-cli's `lib install` names a version
+    # (arduino-cli docs, commands/arduino-cli_lib_install: `arduino-cli lib install AudioZero@1.0.0`)
+    assert 'arduino-cli lib install "Chirale_TensorFLowLite@2.0.0"' in (folder / "README.md").read_text()
     # "recursive" layout: sources in src/, examples/<name>/<name>.ino, extra files in extras/
     assert (folder / "src" / "wake_word.h").is_file() and not list(folder.glob("*.cpp"))
     example = folder / "examples" / "wake_word_example" / "wake_word_example.ino"

@@ -193,6 +193,8 @@ def library_facts(board, name: str) -> dict:
         # pinned TFLite-Micro library as a `depends=` entry with its exact version.
         "arduino_architecture": fqbn.split(":")[1] if fqbn.count(":") >= 2 else "*",
         "arduino_depends": f"{pinned.group(1)} (={pinned.group(2)})" if pinned else "",
+        # ... and the same library as arduino-cli names it on its command line (NAME@VERSION)
+        "arduino_install": f"{pinned.group(1)}@{pinned.group(2)}" if pinned else "",
     }
 
 
