@@ -30,7 +30,7 @@ import yaml
 from ..errors import TinygenError
 from ..model.analyze import ModelReport, analyze
 from ..model.operators import TRANSPOSE_CONV_INPUT, Layer
-from . import esp_nn_p4
+from . import cmsis_nn_mve, esp_nn_p4
 from .pinned import libraries
 from .rewrite import REWRITES, Rewritten
 
@@ -338,12 +338,6 @@ def _dilation(layer: Layer) -> tuple[int, int]:
     return (layer.option("dilationHFactor", 1) or 1), (layer.option("dilationWFactor", 1) or 1)
 
 
-def _c_div(a: int, b: int) -> int:
-    """C integer division (toward zero)."""
-    q = abs(a) // abs(b)
-    return -q if (a < 0) != (b < 0) else q
-
-
 def _mve_1xn(layer: Layer) -> tuple[int, bool, bool] | None:
     """(total width padding, fails, wrong) when CMSIS-NN v7.0.0's Helium build runs an int8
     CONV_2D as arm_convolve_1_x_n_s8 (arm_convolve_wrapper_s8.c:95-109: one input row, a
@@ -364,17 +358,13 @@ def _mve_1xn(layer: Layer) -> tuple[int, bool, bool] | None:
         return None
     if (pad_h, pad_w, f_w, d_h) == (0, 0, 1, 1):  # arm_convolve_1x1_s8_fast
         return None
-    total = (out_w - 1) * s_w + f_w - in_w
-    asym = total - 2 * _c_div(total, 2)
-    if 2 * pad_w + asym != total:
-        return total, True, False
-    right = max(1, _c_div(pad_w + asym + s_w - 1, s_w)) if pad_w + asym != 0 else 0
-    left = max(1, _c_div(pad_w + s_w - 1, s_w)) if pad_w != 0 else 0
-    no_pad = max(out_w - right - left, 0)
-    if right + no_pad + left != out_w:
-        return total, False, False
-    valid = in_w - (s_w * (left + no_pad) - pad_w)
-    return total, False, right > 0 and valid != f_w - 1
+    edges = cmsis_nn_mve.one_by_n_edges(in_w, f_w, out_w, pad_w, s_w)
+    if 2 * pad_w + edges.asym != edges.total_pad:
+        return edges.total_pad, True, False
+    if not edges.complete:
+        return edges.total_pad, False, False
+    valid = in_w - (s_w * (edges.left + edges.no_pad) - pad_w)
+    return edges.total_pad, False, edges.right > 0 and valid != f_w - 1
 
 
 def _mve_1xn_fails(layer: Layer) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..library import esp_nn_p4
+from ..library import cmsis_nn_mve, esp_nn_p4
 from ..model.analyze import ModelReport
 from ..model.operators import TRANSPOSE_CONV_INPUT, Layer
 
@@ -346,12 +346,6 @@ def _cmsis_depthwise(layer: Layer, three_by_three_free: bool) -> int:
 # Include/arm_nn_math_types.h:49-59), built by GCC as Zephyr's module does (threshold for
 # depthwise -> conv: 1, Include/arm_nnsupportfunctions.h:81-86; CH_IN_BLOCK_MVE = 124, :64).
 
-def _c_div(a: int, b: int) -> int:
-    """C integer division (toward zero)."""
-    q = abs(a) // abs(b)
-    return -q if (a < 0) != (b < 0) else q
-
-
 def cmsis_conv_s8_mve(in_c: int, f_w: int, f_h: int) -> int:
     """arm_convolve_s8_get_buffer_size_mve: 4 * 16 * ceil(Cin * kw * kh / 16)
     (CMSIS-NN@v7.0.0 Source/ConvolutionFunctions/arm_convolve_get_buffer_sizes_s8.c:53-62)."""
@@ -360,15 +354,11 @@ def cmsis_conv_s8_mve(in_c: int, f_w: int, f_h: int) -> int:
 
 def cmsis_conv_1xn_s8_mve(in_w: int, in_c: int, f_w: int, out_w: int, pad_w: int, s_w: int) -> int:
     """arm_convolve_1_x_n_s8_get_buffer_size_mve (arm_convolve_get_buffer_sizes_s8.c:64-93)."""
-    total_pad = (out_w - 1) * s_w + f_w - in_w
-    asym = total_pad - 2 * _c_div(total_pad, 2)  # C's %
-    right = max(1, _c_div(pad_w + asym + s_w - 1, s_w)) if pad_w + asym != 0 else 0
-    left = max(1, _c_div(pad_w + s_w - 1, s_w)) if pad_w != 0 else 0
-    no_pad = max(out_w - (right + left), 0)
-    if right + no_pad + left != out_w:
+    edges = cmsis_nn_mve.one_by_n_edges(in_w, f_w, out_w, pad_w, s_w)
+    if not edges.complete:
         return cmsis_conv_s8_mve(in_c, f_w, 1)
     pad_left = pad_w * in_c
-    pad_right = right * in_c if asym else pad_left
+    pad_right = edges.right * in_c if edges.asym else pad_left
     return max(f_w * in_c + pad_left, (f_w - 1) * in_c + pad_right)
 
 
