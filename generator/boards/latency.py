@@ -307,6 +307,18 @@ def band(direct: bool) -> tuple[float, float, str]:
     return low, high, text
 
 
+def left_out_table() -> list[dict]:
+    """Per figure: published, estimate, band and error when its source was left out (bench)."""
+    rows = []
+    for r in left_out():
+        low, high, _ = band(r.direct)
+        f = r.figure
+        rows.append({"group": f["group"], "core": f["core"], "class": f["class"], "model": f["model"],
+                     "published_ms": f["latency_ms"], "estimate_ms": r.estimate_ms, "direct": r.direct,
+                     "inside": low <= r.ratio <= high})
+    return rows
+
+
 # --- estimates -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -476,17 +488,3 @@ def calibrate(works: list[Work], cycles: list[float], invoke_cycles: float, prio
     spread = float(np.abs(predicted - measured).sum() / max(measured.sum(), 1e-12))
     costs = Costs(*(float(v) for v in fitted_costs), invoke=invoke)
     return costs, min(max(spread, PROFILE_MIN_BAND), 0.5)
-
-
-
-def left_out_table() -> list[dict]:
-    """Per figure: published, estimate, band and error when its source was left out (bench)."""
-    rows = []
-    for r in left_out():
-        low, high, _ = band(r.direct)
-        f = r.figure
-        rows.append({"group": f["group"], "core": f["core"], "class": f["class"], "model": f["model"],
-                     "published_ms": f["latency_ms"], "estimate_ms": r.estimate_ms, "direct": r.direct,
-                     "inside": r.estimate_ms * low <= f["latency_ms"] <= r.estimate_ms * high})
-    return rows
-

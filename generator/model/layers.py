@@ -115,9 +115,6 @@ class Work:
     def __add__(self, other: "Work") -> "Work":
         return Work(*(getattr(self, f) + getattr(other, f) for f in WORK_FIELDS))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 WORK_FIELDS = ("conv_macs", "depthwise_macs", "fc_macs", "element_ops", "layers")
 

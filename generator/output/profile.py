@@ -126,7 +126,7 @@ class ProfileComparison:
             out.append(f"            estimated {latency['milliseconds']:.3f} ms, band {latency['low_ms']:.3f}-"
                        f"{latency['high_ms']:.3f} ms ({latency['basis']})")
         else:
-            out.append("            no estimate for this board (no published calibration)")
+            out.append("            no estimate for this board (it states no `core` and `cpu_mhz`, or is emulated)")
         return "\n".join(out)
 
 
