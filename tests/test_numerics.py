@@ -46,7 +46,7 @@ def built(models, tmp_path_factory) -> dict[str, Path]:
     over 4 channels, a Conv2DTranspose with a fused ReLU, global average pooling, a per-channel
     Dense and a softmax over [2, 17]); 'layers_no_bias' the same with the first convolution's
     bias taken out (the converter always writes one; other tools do not); 'int16' an int16x8
-    depthwise convolution."""
+    depthwise convolution; 'causal' a dilated causal Conv1D (a PAD of a rank-3 tensor)."""
     import keras
     import tensorflow as tf
 
@@ -73,6 +73,10 @@ def built(models, tmp_path_factory) -> dict[str, Path]:
     paths["layers_no_bias"] = folder / "layers_no_bias.tflite"
     paths["layers_no_bias"].write_bytes(graph.pack())
     paths["int16"].write_bytes(_convert(tf, int16, rng.uniform(0, 1, (32, 8, 8, 4)).astype(np.float32), int16=True))
+    causal = keras.Sequential([keras.Input((16, 3), batch_size=1),
+                               L.Conv1D(8, 3, dilation_rate=2, padding="causal", **biased), L.Flatten(), L.Dense(2)])
+    paths["causal"] = folder / "causal.tflite"
+    paths["causal"].write_bytes(_convert(tf, causal, rng.uniform(-1, 1, (32, 16, 3)).astype(np.float32)))
     np.save(folder / "layers_cal.npy", x)
     paths["layers_cal"] = folder / "layers_cal.npy"
     return paths
@@ -154,6 +158,7 @@ def _findings(data: bytes, board_id: tuple[str, str], fix: str) -> list[int]:
     ("layers", ("esp-idf", "esp32s3"), "softmax_as_rows"),  # esp-nn's softmax scratch is [dims[1]] long
     ("layers", ("esp-idf", "esp32s3"), "explicit_padding"),  # esp-nn issue 31 (odd SAME padding on the S3)
     ("layers_no_bias", ("esp-idf", "esp32"), "zero_bias"),  # esp-tflite-micro reads the bias unchecked
+    ("causal", ("zephyr", "nrf52840dk"), "pad_as_rank4"),  # CMSIS-NN v7's PAD glue reads four dimensions
 ])
 def test_exact_rewrites_compute_the_same_values(built, model, board_id, fix):
     data = built[model].read_bytes()
@@ -489,3 +494,16 @@ def test_helium_and_p4_rules_are_their_familys_own():
     assert not kept
     grouped = _conv([1, 1, 9, 16], [8, 1, 3, 8], [1, 1, 9, 8], padding=SAME)
     assert _rules(grouped, MVE) == [("cmsis-v7-grouped-conv", "refuse")]
+
+
+def test_pad_rank_on_cmsis_nn_v7_is_rewritten_below_4_and_refused_above():
+    """CMSIS-NN v7's int8 PAD glue reads four dimensions whatever the rank: below 4 tinygen runs
+    the same tensor as 4-D, above 4 it refuses; 4-D and float PADs are the reference's."""
+    dsp = {"tflm_library": "zephyr-fcc760a", "kernels": "cmsis-nn-v7-dsp"}
+    paddings = {1: "INT32"}
+    assert _rules(_one_op("PAD", [[1, 16, 3], [3, 2]], [1, 20, 3], dtypes=paddings), dsp) == \
+        [("cmsis-v7-pad-rank", "pad_as_rank4")]
+    assert _rules(_one_op("PAD", [[1, 2, 4, 4, 3], [5, 2]], [1, 2, 6, 4, 3], dtypes=paddings), dsp) == \
+        [("cmsis-v7-pad-rank-above-4", "refuse")]
+    assert _rules(_one_op("PAD", [[1, 1, 16, 3], [4, 2]], [1, 1, 20, 3], dtypes=paddings), dsp) == []
+    assert _rules(_one_op("PAD", [[1, 16, 3], [4, 2]], [1, 20, 3], dtype="FLOAT32", dtypes=paddings), dsp) == []

@@ -317,8 +317,12 @@ def _int16_per_channel_weights(layer: Layer) -> bool:
     return _int16(layer) and _per_channel_weights(layer)
 
 
-def _quantized_not_rank4(layer: Layer) -> bool:
-    return layer.dtype(0) in QUANTIZED and len(layer.shape(0)) != 4
+def _quantized_rank_below_4(layer: Layer) -> bool:
+    return layer.dtype(0) in QUANTIZED and len(layer.shape(0)) < 4
+
+
+def _quantized_rank_above_4(layer: Layer) -> bool:
+    return layer.dtype(0) in QUANTIZED and len(layer.shape(0)) > 4
 
 
 def _quantized_rank_outside_2_to_4(layer: Layer) -> bool:
@@ -486,7 +490,8 @@ CONDITIONS: dict[str, Callable[[Layer], bool]] = {
     "svdf_without_bias": _svdf_without_bias,
     "batched": _batched,
     "int16_per_channel_weights": _int16_per_channel_weights,
-    "quantized_not_rank4": _quantized_not_rank4,
+    "quantized_rank_below_4": _quantized_rank_below_4,
+    "quantized_rank_above_4": _quantized_rank_above_4,
     "quantized_rank_outside_2_to_4": _quantized_rank_outside_2_to_4,
     "lstm_batched": _lstm_batched,
     "negative_alpha": _negative_alpha,

@@ -14,13 +14,15 @@ kernels do:
   point, which is what implicit padding means) before a VALID convolution;
 - `zero_bias`: an all-zero bias for a convolution without one;
 - `mean_as_average_pool`: a MEAN over the spatial axes as an AVERAGE_POOL_2D over the whole
-  image (which rounds to nearest, as TFLite's MEAN does) and a RESHAPE.
+  image (which rounds to nearest, as TFLite's MEAN does) and a RESHAPE;
+- `pad_as_rank4`: a PAD of a tensor of rank 1 to 3 (e.g. a causal or ZeroPadding1D Conv1D's)
+  as a PAD of the same tensor with leading dimensions of 1, between two RESHAPEs.
 
-All but the first and last compute exactly the same values; `numerics.adapt` measures the
-change each one makes on the host. Every rewrite goes through the flatbuffer's object API
-(`schema.ModelT`) and packs the model again with each buffer 16-byte aligned, as the converter
-writes them (kernels read int32 biases and float weights in place; a Cortex-M0+ faults on a
-misaligned word).
+All but `per_tensor_dense` and `mean_as_average_pool` compute exactly the same values;
+`numerics.adapt` measures the change each one makes on the host. Every rewrite goes through the
+flatbuffer's object API (`schema.ModelT`) and packs the model again with each buffer 16-byte
+aligned, as the converter writes them (kernels read int32 biases and float weights in place; a
+Cortex-M0+ faults on a misaligned word).
 """
 
 from __future__ import annotations
@@ -342,6 +344,40 @@ def mean_as_average_pool(tflite: bytes, operators: list[int]) -> Rewritten:
     return Rewritten(tflite=g.pack(), what="MEAN over the image run as one AVERAGE_POOL_2D window", exact=False)
 
 
+# --- PAD of a tensor of rank 1 to 3 as a 4-D PAD ----------------------------------------------
+
+PAD_RANK = 4
+_INDEX_TYPES = {T.INT32: "<i4", T.INT64: "<i8"}
+
+
+def pad_as_rank4(tflite: bytes, operators: list[int]) -> Rewritten:
+    """RESHAPE to rank 4 (leading dimensions of 1), PAD with a [0, 0] row of paddings for each
+    added dimension, RESHAPE back. A dimension of 1 padded by nothing stays as it was, so the
+    values are the same."""
+    g = Graph(tflite)
+    edits = {}
+    for index in operators:
+        op = g.graph.operators[index]
+        source, result, paddings = (g.tensors[i] for i in (op.inputs[0], op.outputs[0], op.inputs[1]))
+        rank = len(source.shape)
+        dtype = _INDEX_TYPES.get(paddings.type)
+        values = g.values(op.inputs[1], dtype) if dtype else None
+        if not 1 <= rank < PAD_RANK or values is None:
+            raise TinygenError(f"PAD operator {index} cannot be run as a 4-D PAD (its input has rank {rank}"
+                               f"{'' if values is not None else ' and its paddings are not a constant'}).")
+        lead = [1] * (PAD_RANK - rank)
+        wide_in = g.add_tensor(source, lead + list(source.shape), "rank4")
+        wide_out = g.add_tensor(result, lead + list(result.shape), "rank4")
+        wide_paddings = g.add_tensor(paddings, [PAD_RANK, 2], "rank4",
+                                     np.concatenate([np.zeros(2 * len(lead)), values]).astype(dtype))
+        before, after = g.reshape(op.inputs[0], wide_in), g.reshape(wide_out, op.outputs[0])
+        op.inputs, op.outputs = [wide_in, wide_paddings, *op.inputs[2:]], [wide_out]
+        edits[index] = [before, op, after]
+    g.replace(edits)
+    return Rewritten(tflite=g.pack(), what="PAD of a tensor of rank below 4 run on the same tensor as 4-D "
+                     "(a RESHAPE before and after)", exact=True)
+
+
 REWRITES = {"per_tensor_dense": per_tensor_dense, "softmax_as_rows": softmax_as_rows,
             "unfuse_activation": unfuse_activation, "explicit_padding": explicit_padding,
-            "zero_bias": zero_bias, "mean_as_average_pool": mean_as_average_pool}
+            "zero_bias": zero_bias, "mean_as_average_pool": mean_as_average_pool, "pad_as_rank4": pad_as_rank4}
