@@ -103,6 +103,24 @@ def test_quantize_matches_the_golden_vectors_and_saturates(core_source, tmp_path
         assert got[len(finite):] == [-128, 127, -128]  # NaN -> lowest, +inf/-inf saturate
 
 
+def test_unquantized_int32_inputs_are_rounded_and_saturated(core_source, tmp_path):
+    """An int32 input without quantization (the indices an Embedding looks up) takes the value
+    rounded, as the host's quantize() does, and saturates at the int32 range."""
+    from tinygen.model.quantization import quantize
+
+    stand_in = "struct TfLiteTensor { struct { float scale; int32_t zero_point; } params; };\n"
+    run = compile_fragment(tmp_path, core_source, "Quantize", stand_in, """
+  TfLiteTensor tensor;
+  tensor.params.scale = 0.0f;
+  tensor.params.zero_point = 0;
+  for (int i = 1; i < argc; ++i) printf("%ld\\n", (long)Quantize(strtof(argv[i], nullptr), &tensor, -2147483647 - 1, 2147483647));
+""")
+    finite = [0.0, 1.0, 2.5, -2.5, 41.49, 41.5, 49.0, 1e6, -1e6, 3e9, -3e9, 1e20]
+    got = [int(v) for v in run(*map(repr, finite), "nan")]
+    assert got[:-1] == quantize(np.array(finite, np.float32), 0.0, 0, np.int32).tolist()
+    assert got[-1] == -2 ** 31  # NaN -> lowest
+
+
 def test_model_crc_matches_zlib(core_source, tmp_path):
     """The self-test's first check, the model's CRC-32, is zlib's: what tinygen wrote in kModelCrc32."""
     import zlib

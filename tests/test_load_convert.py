@@ -103,3 +103,39 @@ def test_calibration_rejects_nan(tmp_path):
     np.save(bad, arr)
     with pytest.raises(TinygenError, match="NaN or infinite"):
         calibration.load_samples(bad, [calibration.InputSpec("x", (1, 3))])
+
+
+def test_embedding_converts_to_one_gather_with_integer_indices(tmp_path):
+    """Keras 3's Embedding wraps negative indices with LESS/ADD/SELECT, and no pinned TFLite-Micro
+    has SELECT: tinygen converts it as one GATHER. The indices input stays int32 (quantized to
+    int8 they would look up other rows), and the outputs are Keras's for every valid index."""
+    import keras
+
+    from tinygen.model.tflm_host import HostRuntime
+    from tinygen.pipeline import prepare
+
+    keras.utils.set_random_seed(3)
+    ids = keras.Input((6,), dtype="int32")
+    model = keras.Model(ids, keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Embedding(20, 4)(ids))))
+    model.save(tmp_path / "embed.keras")
+    rows = np.random.default_rng(3).integers(0, 20, (40, 6))
+    np.save(tmp_path / "ids.npy", rows.astype(np.float32))  # as users often store them
+    loaded = load.load_model(tmp_path / "embed.keras")
+    samples = calibration.load_samples(tmp_path / "ids.npy", convert.input_specs(loaded))
+
+    exact = convert.convert(loaded, "none", None)
+    report = analyze(exact)
+    assert report.inputs[0].dtype == "INT32" and "GATHER" in report.ops
+    assert not {"SELECT", "SELECT_V2", "CAST", "LESS"} & set(report.ops)
+    with HostRuntime(exact) as runtime:
+        got = runtime.run(1 << 16, [rows.astype(np.int32)], 1)[0]
+    np.testing.assert_allclose(got.reshape(40, 3), model.predict(rows, verbose=0), rtol=1e-5, atol=1e-6)
+
+    quantized = tmp_path / "embed_int8.tflite"
+    quantized.write_bytes(convert.convert(loaded, "int8", samples))
+    assert analyze(quantized.read_bytes()).inputs[0].dtype == "INT32"
+    with pytest.raises(TinygenError) as refused:  # random int32 self-test inputs overrun the table
+        prepare(quantized, "esp-idf")
+    assert "made up at random" in refused.value.message and "--calibration-data" in refused.value.hint
+    golden = prepare(quantized, "esp-idf", calibration_path=tmp_path / "ids.npy").golden
+    assert golden.inputs[0].dtype == np.int32 and 0 <= golden.inputs[0].min() and golden.inputs[0].max() < 20

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import TinygenError
 from ..model.analyze import ModelReport, TensorInfo
 from ..model.quantization import to_tensor_dtype
 from ..model.tflm_host import HostRuntime
@@ -122,6 +123,20 @@ class GoldenVectors:
         return len(self.inputs[0])
 
 
+def _invalid_made_up_inputs(report: ModelReport, exc: TinygenError) -> TinygenError:
+    """The model failed on inputs tinygen made up: integer inputs without quantization are
+    often indices (an Embedding's, a GATHER's), which random values overrun."""
+    indices = [f"'{t.name}' ({t.dtype.lower()})" for t in report.inputs
+               if not t.scale and np.issubdtype(np.dtype(t.numpy_dtype), np.integer)]
+    if not indices:
+        return exc
+    return TinygenError(
+        f"{exc.message}\nThe self-test's inputs were made up at random, and input {', '.join(indices)} takes "
+        "integers the model may only accept in a range (e.g. the rows an Embedding or GATHER looks up).",
+        hint="Pass --calibration-data with real inputs (.npy, or .npz with one array per input): the "
+        "self-test is built from them.")
+
+
 def first_mismatch(golden: GoldenVectors, outputs: list[np.ndarray]) -> tuple[int, int, int] | None:
     """What the firmware's self-test (tinygen_model.cpp CheckGoldenOutput) reports for these
     outputs of the golden inputs, stacked per vector: the first (vector, output, element) that
@@ -165,7 +180,10 @@ def make_golden(report: ModelReport, runtime: HostRuntime, arena_bytes: int,
     # firmware calls Reset() before each: the pinned LSTMs agree from zero state, and drift
     # apart as state builds up); one with resource variables can only run from set-up on.
     fresh = report.state == "variables"
-    outputs = runtime.run(arena_bytes, candidates, len(report.outputs), fresh_each=fresh)
+    try:
+        outputs = runtime.run(arena_bytes, candidates, len(report.outputs), fresh_each=fresh)
+    except TinygenError as exc:
+        raise _invalid_made_up_inputs(report, exc) if not samples or layout.generated else exc
     quantized = [k for k, t in enumerate(report.outputs) if t.scale and np.issubdtype(outputs[k].dtype, np.integer)]
 
     def change(steps: float, rows: np.ndarray) -> np.ndarray | None:

@@ -66,6 +66,19 @@ def input_specs(loaded: LoadedModel) -> list[InputSpec]:
     return specs
 
 
+def integer_input_types(loaded: LoadedModel) -> list[str | None]:
+    """Per input (input_specs' order), its integer or bool dtype name (e.g. 'int32' for the
+    indices an Embedding looks up), or None for a float input. Integer inputs stay integers in
+    the .tflite: quantizing indices to int8 would look up other rows."""
+    if loaded.kind == "keras":
+        dtypes = [getattr(t, "dtype", None) for t in loaded.keras_model.inputs]
+    else:
+        signature = _saved_model_signature(loaded)
+        dtypes = [spec.dtype for _, spec in sorted(signature.structured_input_signature[1].items())]
+    names = [str(getattr(d, "name", d)) for d in dtypes]
+    return [name if name == "bool" or name.startswith(("int", "uint")) else None for name in names]
+
+
 def output_names(loaded: LoadedModel) -> list[str]:
     """The Keras model's output names in its own order (the converter calls them output_<i>
     in the signature); [] for a SavedModel, whose signature already carries its names."""
@@ -193,8 +206,9 @@ def convert(
         try:
             import tensorflow as tf
 
-            converter = _make_converter(tf, loaded, specs, progress)
-            _configure(tf, converter, quantize, samples, progress)
+            integer_types = integer_input_types(loaded)
+            converter = _make_converter(tf, loaded, specs, integer_types, progress)
+            _configure(tf, converter, quantize, samples, integer_types, progress)
             if not per_channel_dense:
                 # TensorFlow's own switch (lite/python/lite.py); the converter otherwise gives
                 # FULLY_CONNECTED weights per-channel scales by default (TensorFlow 2.21).
@@ -208,33 +222,29 @@ def convert(
     raise _conversion_error(error, native.tail())
 
 
-def _make_converter(tf, loaded: LoadedModel, specs: list[InputSpec], progress: Progress):
+def _make_converter(tf, loaded: LoadedModel, specs: list[InputSpec], integer_types: list[str | None],
+                    progress: Progress):
     if loaded.kind == "saved_model":
         # The SavedModel's own signature is used as is; a dynamic batch becomes 1 in the
         # flatbuffer's `shape`, which is what TFLite-Micro reads.
         return tf.lite.TFLiteConverter.from_saved_model(str(loaded.saved_model_dir))
-    return tf.lite.TFLiteConverter.from_keras_model(_with_batch_one(loaded, specs, progress))
+    return tf.lite.TFLiteConverter.from_keras_model(_with_batch_one(loaded, specs, integer_types, progress))
 
 
 def _micro_layers(keras_module, model, progress: Progress):
     """The model with Keras 3 layers whose conversion TFLite-Micro cannot run replaced by
-    equivalent ones it can: UpSampling2D(interpolation="nearest") repeats rows and columns
-    (ops.repeat, keras/src/layers/reshaping/up_sampling2d.py:149-152), which converts to TILE,
-    an operator no pinned TFLite-Micro has; Resizing to the same size with nearest interpolation becomes RESIZE_NEAREST_NEIGHBOR,
-    which picks the same pixels for a whole-number factor. A model that cannot be cloned
-    (subclassed) is kept as it is."""
-    def swap(layer):
-        if isinstance(layer, keras_module.layers.UpSampling2D) and layer.interpolation == "nearest" \
-                and layer.data_format == "channels_last":
-            height, width = layer.output.shape[1:3]
-            progress(f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, "
-                     "interpolation='nearest'): the same values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro "
-                     "has no TILE)")
-            return keras_module.layers.Resizing(height, width, interpolation="nearest", name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    if not any(isinstance(layer, keras_module.layers.UpSampling2D) for layer in getattr(model, "layers", [])):
+    equivalent ones it can (`_micro_layer`). A model that cannot be cloned (subclassed) is
+    kept as it is."""
+    if not any(_micro_layer(keras_module, layer) for layer in getattr(model, "layers", [])):
         return model
+
+    def swap(layer):
+        replacement = _micro_layer(keras_module, layer)
+        if replacement is None:
+            return layer.__class__.from_config(layer.get_config())
+        progress(replacement[1])
+        return replacement[0]
+
     try:
         clone = keras_module.models.clone_model(model, clone_function=swap)
         clone.set_weights(model.get_weights())
@@ -243,8 +253,60 @@ def _micro_layers(keras_module, model, progress: Progress):
     return clone
 
 
-def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec], progress: Progress = Progress()):
-    """Re-wrap the model behind inputs of batch size 1.
+def _micro_layer(keras_module, layer):
+    """(replacement layer, what to tell the user), or None for a layer converted as it is.
+
+    - UpSampling2D(interpolation="nearest") repeats rows and columns (ops.repeat,
+      keras/src/layers/reshaping/up_sampling2d.py:149-152), which converts to TILE, an operator
+      no pinned TFLite-Micro has; Resizing to the same size with nearest interpolation becomes
+      RESIZE_NEAREST_NEIGHBOR, which picks the same pixels for a whole-number factor.
+    - Embedding looks its rows up with ops.take, which first wraps negative indices
+      (tf.where(i < 0, i + n, i), keras 3.15 keras/src/backend/tensorflow/numpy.py:3056-3058):
+      LESS, ADD and SELECT, and TFLite-Micro has no SELECT (only SELECT_V2, and not for int32).
+      A plain GATHER looks up the same rows for every index an Embedding is defined for (0 to
+      input_dim - 1). Not for mask_zero (the mask feeds later layers) or a quantized Embedding.
+    """
+    layers = keras_module.layers
+    if isinstance(layer, layers.UpSampling2D) and layer.interpolation == "nearest" \
+            and layer.data_format == "channels_last":
+        height, width = layer.output.shape[1:3]
+        return (layers.Resizing(height, width, interpolation="nearest", name=layer.name),
+                f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, interpolation='nearest'): "
+                "the same values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro has no TILE)")
+    if isinstance(layer, layers.Embedding) and not layer.mask_zero \
+            and getattr(layer, "quantization_mode", None) is None:
+        return (_gather_embedding(keras_module)(layer.input_dim, layer.output_dim, name=layer.name),
+                f"Embedding '{layer.name}' is converted as one GATHER: the same rows for indices 0 to "
+                f"{layer.input_dim - 1} (Keras 3 wraps negative indices with SELECT, which TFLite-Micro lacks)")
+    return None
+
+
+def _gather_embedding(keras_module):
+    """A Keras 3 layer with Embedding's weight that looks rows up with tf.gather alone."""
+    import tensorflow as tf
+
+    class GatherEmbedding(keras_module.layers.Layer):
+        def __init__(self, input_dim: int, output_dim: int, **kwargs):
+            super().__init__(**kwargs)
+            self.input_dim, self.output_dim = input_dim, output_dim
+
+        def build(self, input_shape):
+            self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim), name="embeddings")
+
+        def call(self, indices):
+            if indices.dtype not in (tf.int32, tf.int64):  # as Embedding.call casts
+                indices = tf.cast(indices, tf.int32)
+            return tf.gather(self.embeddings, indices)
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape, self.output_dim)
+
+    return GatherEmbedding
+
+
+def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec], integer_types: list[str | None],
+                    progress: Progress = Progress()):
+    """Re-wrap the model behind inputs of batch size 1 (integer inputs keep their type).
 
     With a dynamic batch the converter keeps shape arithmetic in the graph (e.g. Flatten
     becomes SHAPE + STRIDED_SLICE + PACK + RESHAPE); with batch 1 every shape is static and
@@ -256,8 +318,9 @@ def _with_batch_one(loaded: LoadedModel, specs: list[InputSpec], progress: Progr
     else:
         import keras as keras_module
         model = _micro_layers(keras_module, loaded.keras_model, progress)
-    inputs = [keras_module.Input(shape=spec.shape[1:], batch_size=1, name=_layer_name(spec.name))
-              for spec in specs]
+    inputs = [keras_module.Input(shape=spec.shape[1:], batch_size=1, name=_layer_name(spec.name),
+                                 **({"dtype": integer} if integer else {}))
+              for spec, integer in zip(specs, integer_types)]
     outputs = model(inputs[0] if len(inputs) == 1 else inputs)
     return keras_module.Model(inputs, outputs, name=_layer_name(model.name or "model"))
 
@@ -266,7 +329,7 @@ def _layer_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name) or "input"
 
 
-def _configure(tf, converter, quantize: str, samples, progress: Progress) -> None:
+def _configure(tf, converter, quantize: str, samples, integer_types: list[str | None], progress: Progress) -> None:
     if quantize == "none":
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -280,7 +343,8 @@ def _configure(tf, converter, quantize: str, samples, progress: Progress) -> Non
             for i in range(count):
                 if i % step == 0:
                     progress.bar("calibrating int8 ranges", i, count)
-                yield [arr[i:i + 1] for arr in samples]
+                yield [arr[i:i + 1].astype(integer) if integer else arr[i:i + 1]
+                       for arr, integer in zip(samples, integer_types)]
             progress.bar("calibrating int8 ranges", count, count)
 
         converter.representative_dataset = representative_dataset

@@ -15,13 +15,15 @@ def round_half_away(values: np.ndarray) -> np.ndarray:
 
 
 def quantize(values: np.ndarray, scale: float | None, zero_point: int, dtype) -> np.ndarray:
-    """Floats -> a tensor's type: value / scale + zero point, saturated, for quantized integer
-    types (what the firmware's model_set_input() does); a plain cast otherwise."""
+    """Floats -> a tensor's type, as the firmware's model_set_input() does: for integer types
+    value / scale + zero point, or without quantization (e.g. Embedding indices) the value,
+    rounded and saturated; a plain cast otherwise."""
     dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer) and scale:
+    if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        q = round_half_away(values.astype(np.float32) / np.float32(scale)) + zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
+        floats = values.astype(np.float32)
+        q = round_half_away(floats / np.float32(scale)) + zero_point if scale else round_half_away(floats)
+        return np.clip(q.astype(np.float64), info.min, info.max).astype(dtype)
     return values.astype(dtype)
 
 
