@@ -207,3 +207,23 @@ def test_each_target_keeps_the_users_files(models, tmp_path, target, user_file, 
     assert forced.returncode == 0, forced.stderr
     assert (project / user_file).read_text() == "// mine\n"
     assert "g_model_data[]" in (project / generated).read_text()
+
+
+def test_an_operator_no_library_has_is_refused_with_what_to_use_instead(tmp_path):
+    """Keras' gelu converts to GELU, which no pinned TFLite-Micro has: every library refuses it
+    naming the Keras layer and the activation to retrain with."""
+    import keras
+    from tinygen.errors import TinygenError
+    from tinygen.library import resolver
+    from tinygen.model import convert, load
+    from tinygen.model.analyze import analyze
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="gelu", name="hidden"),
+                              keras.layers.Dense(2)])
+    model.save(tmp_path / "gelu.keras")
+    report = analyze(convert.convert(load.load_model(tmp_path / "gelu.keras"), "none", None))
+    assert "GELU" in report.ops
+    for name in resolver.table_names():
+        with pytest.raises(TinygenError) as refused:
+            resolver.resolve(report, resolver.load_table(name))
+        assert "operator GELU (Keras layer 'hidden'" in refused.value.message and "'swish'" in refused.value.hint

@@ -99,6 +99,11 @@ REPLACEMENTS = {
             "height, width, interpolation='nearest') instead (RESIZE_NEAREST_NEIGHBOR)",
     "BATCH_MATMUL": "Attention and MultiHeadAttention become BATCH_MATMUL, which TFLite-Micro has from "
                     "2023-09 on: the esp-idf and zephyr targets' libraries have it",
+    "GELU": "Keras' 'gelu' activation becomes GELU, which no pinned TFLite-Micro has; 'swish' "
+            "(x * sigmoid(x): LOGISTIC and MUL) has nearly the same shape, retrain with it",
+    "SELECT": "Keras 3's Embedding checks its indices with SELECT (LESS, ADD, SELECT before the GATHER); "
+              "tinygen converts an Embedding from the Keras model itself as one GATHER, so give it the "
+              ".keras file",
 }
 
 
