@@ -175,14 +175,17 @@ class _Cases:
         per_invoke = math.exp(theta[layout.index["per_invoke", None]])
         return speed, macs, overhead, per_layer, per_invoke, costs
 
-    def cycles(self, layout: _Layout, theta: np.ndarray) -> np.ndarray:
-        speed, macs, overhead, per_layer, per_invoke, _ = self.parts(layout, theta)
+    def _total(self, speed, macs, overhead, per_layer, per_invoke) -> np.ndarray:
+        """The cycle model (module docstring) from `parts`."""
         return speed * macs + overhead * (per_layer * self.layers + per_invoke)
+
+    def cycles(self, layout: _Layout, theta: np.ndarray) -> np.ndarray:
+        return self._total(*self.parts(layout, theta)[:5])
 
     def log_jacobian(self, layout: _Layout, theta: np.ndarray) -> np.ndarray:
         """d log(cycles) / d theta, exactly."""
         speed, macs, overhead, per_layer, per_invoke, costs = self.parts(layout, theta)
-        total = speed * macs + overhead * (per_layer * self.layers + per_invoke)
+        total = self._total(speed, macs, overhead, per_layer, per_invoke)
         jac = self.speed * (speed * macs / total)[:, None]
         rows = np.arange(len(total))
         for j in range(len(COST_KINDS)):
