@@ -102,8 +102,8 @@ REPLACEMENTS = {
     "GELU": "Keras' 'gelu' activation becomes GELU, which no pinned TFLite-Micro has; 'swish' "
             "(x * sigmoid(x): LOGISTIC and MUL) has nearly the same shape, retrain with it",
     "SELECT": "Keras 3's Embedding checks its indices with SELECT (LESS, ADD, SELECT before the GATHER); "
-              "tinygen converts an Embedding from the Keras model itself as one GATHER, so give it the "
-              ".keras file",
+              "tinygen converts an Embedding without mask_zero from the Keras model itself as one GATHER, "
+              "so give it the .keras file",
 }
 
 
