@@ -110,7 +110,6 @@ def test_embedding_converts_to_one_gather_with_integer_indices(tmp_path):
     has SELECT: tinygen converts it as one GATHER. The indices input stays int32 (quantized to
     int8 they would look up other rows), and the outputs are Keras's for every valid index."""
     import keras
-
     from tinygen.model.tflm_host import HostRuntime
     from tinygen.pipeline import prepare
 

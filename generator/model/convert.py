@@ -270,14 +270,14 @@ def _micro_layer(keras_module, layer):
     if isinstance(layer, layers.UpSampling2D) and layer.interpolation == "nearest" \
             and layer.data_format == "channels_last":
         height, width = layer.output.shape[1:3]
-        return (layers.Resizing(height, width, interpolation="nearest", name=layer.name),
-                f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, interpolation='nearest'): "
+        said = (f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, interpolation='nearest'): "
                 "the same values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro has no TILE)")
+        return layers.Resizing(height, width, interpolation="nearest", name=layer.name), said
     if isinstance(layer, layers.Embedding) and not layer.mask_zero \
             and getattr(layer, "quantization_mode", None) is None:
-        return (_gather_embedding(keras_module)(layer.input_dim, layer.output_dim, name=layer.name),
-                f"Embedding '{layer.name}' is converted as one GATHER: the same rows for indices 0 to "
+        said = (f"Embedding '{layer.name}' is converted as one GATHER: the same rows for indices 0 to "
                 f"{layer.input_dim - 1} (Keras 3 wraps negative indices with SELECT, which TFLite-Micro lacks)")
+        return _gather_embedding(keras_module)(layer.input_dim, layer.output_dim, name=layer.name), said
     return None
 
 
