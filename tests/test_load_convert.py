@@ -110,7 +110,9 @@ def test_embedding_converts_to_one_gather_with_integer_indices(tmp_path):
     has SELECT: tinygen converts it as one GATHER. The indices input stays int32 (quantized to
     int8 they would look up other rows), and the outputs are Keras's for every valid index."""
     import keras
+    from tinygen.check.golden import generated_input
     from tinygen.model.tflm_host import HostRuntime
+    from tinygen.output.project import write_project
     from tinygen.pipeline import prepare
 
     keras.utils.set_random_seed(3)
@@ -133,8 +135,40 @@ def test_embedding_converts_to_one_gather_with_integer_indices(tmp_path):
     quantized = tmp_path / "embed_int8.tflite"
     quantized.write_bytes(convert.convert(loaded, "int8", samples))
     assert analyze(quantized.read_bytes()).inputs[0].dtype == "INT32"
-    with pytest.raises(TinygenError) as refused:  # random int32 self-test inputs overrun the table
-        prepare(quantized, "esp-idf")
-    assert "made up at random" in refused.value.message and "--calibration-data" in refused.value.hint
     golden = prepare(quantized, "esp-idf", calibration_path=tmp_path / "ids.npy").golden
-    assert golden.inputs[0].dtype == np.int32 and 0 <= golden.inputs[0].min() and golden.inputs[0].max() < 20
+    assert golden.inputs[0].dtype == np.int32 and set(np.unique(golden.inputs[0])) <= set(rows.ravel())
+    # without data the self-test's made-up indices stay within the table's 20 rows, stored or
+    # generated on the device (as the firmware does: the hash modulo kGeneratedRows)
+    made_up = prepare(quantized, "esp-idf").golden.inputs[0]
+    assert made_up.dtype == np.int32 and made_up.min() >= 0 and made_up.max() < 20 and len(np.unique(made_up)) > 5
+    generated = prepare(quantized, "esp-idf", golden_bytes=16)
+    assert generated.golden.layout.generated
+    seed, hashed = generated.golden.seeds[0], generated.golden.inputs[0][0]
+    np.testing.assert_array_equal(hashed, generated_input(generated.report, 0, seed))
+    assert hashed.min() >= 0 and hashed.max() < 20
+    core = (write_project(generated, "embed", tmp_path / "out").rendered.path / "main" / "tinygen_model.cpp").read_text()
+    assert "kGeneratedRows[] = {20u}" in core and "h % kGeneratedRows[index]" in core
+
+
+def test_made_up_indices_a_gather_reads_through_another_operator_ask_for_data(tmp_path):
+    """Indices that reach a GATHER through another operator (here x + 1) cannot be kept in
+    range by tinygen: random int32 values overrun the table, and the error says to pass real
+    inputs."""
+    import tensorflow as tf
+
+    from tinygen.pipeline import prepare
+
+    class Shifted(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 6], tf.int32)])
+        def lookup(self, ids):
+            return tf.gather(tf.constant(np.arange(40, dtype=np.float32).reshape(20, 2)), ids + 1)
+
+    module = Shifted()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.lookup.get_concrete_function()], module)
+    (tmp_path / "shifted.tflite").write_bytes(converter.convert())
+    assert {"ADD", "GATHER"} <= set(analyze((tmp_path / "shifted.tflite").read_bytes()).ops)
+    with pytest.raises(TinygenError) as refused:
+        prepare(tmp_path / "shifted.tflite", "esp-idf")
+    assert "made up at random" in refused.value.message and "--calibration-data" in refused.value.hint
+    np.save(tmp_path / "ids.npy", np.arange(12, dtype=np.float32).reshape(2, 6))
+    assert prepare(tmp_path / "shifted.tflite", "esp-idf", calibration_path=tmp_path / "ids.npy").golden.count >= 1

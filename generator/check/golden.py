@@ -125,9 +125,10 @@ class GoldenVectors:
 
 def _invalid_made_up_inputs(report: ModelReport, exc: TinygenError) -> TinygenError:
     """The model failed on inputs tinygen made up: integer inputs without quantization are
-    often indices (an Embedding's, a GATHER's), which random values overrun."""
+    often indices, which random values overrun (those a GATHER reads directly are kept in its
+    table's range, `index_rows`; not those it reads through other operators)."""
     indices = [f"'{t.name}' ({t.dtype.lower()})" for t in report.inputs
-               if not t.scale and np.issubdtype(np.dtype(t.numpy_dtype), np.integer)]
+               if not t.scale and np.issubdtype(np.dtype(t.numpy_dtype), np.integer) and not index_rows(report, t)]
     if not indices:
         return exc
     return TinygenError(
@@ -259,6 +260,31 @@ def float_input_scale(report: ModelReport, tensor: TensorInfo) -> tuple[float, i
     return FLOAT_INPUT_SCALE, 0
 
 
+INDEX_TYPES = ("int32", "int64")  # what GATHER and EMBEDDING_LOOKUP take as positions
+
+
+def index_rows(report: ModelReport, tensor: TensorInfo) -> int:
+    """For an unquantized int32/int64 input that a GATHER (as its positions) or an
+    EMBEDDING_LOOKUP (as its ids) reads: the rows of the smallest table it indexes, so made-up
+    inputs stay in [0, rows). 0 for any other input (made-up values span the whole type)."""
+    if tensor.scale or tensor.numpy_dtype not in INDEX_TYPES:
+        return 0
+    graph = report.tensors[0]
+    rows = []
+    for op in report.operators:
+        if op.subgraph != 0 or len(op.inputs) < 2:
+            continue
+        if op.op == "GATHER" and op.inputs[1] == tensor.index:
+            table = graph[op.inputs[0]].shape
+            axis = int(op.options.get("axis", 0))
+            axis += len(table) if axis < 0 else 0
+            if 0 <= axis < len(table):
+                rows.append(int(table[axis]))
+        elif op.op == "EMBEDDING_LOOKUP" and op.inputs[0] == tensor.index and graph[op.inputs[1]].shape:
+            rows.append(int(graph[op.inputs[1]].shape[0]))
+    return min(rows) if rows and min(rows) > 0 else 0
+
+
 def generated_input(report: ModelReport, position: int, seed: int) -> np.ndarray:
     """Input `position` as the firmware generates it for `seed`, in the tensor's type."""
     tensor = report.inputs[position]
@@ -271,6 +297,8 @@ def generated_input(report: ModelReport, position: int, seed: int) -> np.ndarray
         values = (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
     elif dtype == np.bool_:
         values = (h >> np.uint32(31)).astype(np.bool_)
+    elif index_rows(report, tensor):
+        values = (h % np.uint32(index_rows(report, tensor))).astype(dtype)
     else:
         bits = min(dtype.itemsize * 8, 32)  # int64: the hash as an int32, sign-extended
         values = (h >> np.uint32(32 - bits)).astype(f"uint{bits}").view(f"int{bits}" if dtype.kind == "i"
@@ -284,7 +312,9 @@ def deterministic_inputs(report: ModelReport, count: int) -> list[np.ndarray]:
     for t in report.inputs:
         dtype = np.dtype(t.numpy_dtype)
         shape = (count, *t.shape)
-        if np.issubdtype(dtype, np.integer):
+        if index_rows(report, t):
+            arrays.append(rng.integers(0, index_rows(report, t), size=shape, dtype=dtype))
+        elif np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             arrays.append(rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype))
         elif dtype == np.bool_:

@@ -65,10 +65,12 @@ def tensor_context(tensor) -> dict:
     }
 
 
-def generated_scale(report, tensor) -> dict:
-    """How the firmware turns a generated int8 value into a float golden input."""
+def generated_input(report, tensor) -> dict:
+    """How the firmware turns a hash into a golden input: a generated int8 value scaled for a
+    float input, the hash modulo the rows an index input looks up (0: the whole type)."""
     scale, zero_point = golden.float_input_scale(report, tensor)
-    return {"generated_scale": repr(float(scale)), "generated_zero_point": int(zero_point)}
+    return {"generated_scale": repr(float(scale)), "generated_zero_point": int(zero_point),
+            "generated_rows": golden.index_rows(report, tensor)}
 
 
 # The firmware core's files (firmware/<stem>.{h,cpp}.j2), by stem.
@@ -144,7 +146,7 @@ def build_context(prepared: Prepared, name: str, profile: bool = False, library:
             "ram_needed": prepared.fit.ram_needed,
             "summary": prepared.fit.summary(),
         },
-        "inputs": [tensor_context(t) | generated_scale(report, t) for t in report.inputs],
+        "inputs": [tensor_context(t) | generated_input(report, t) for t in report.inputs],
         "outputs": [tensor_context(t) | {"tolerance_steps": steps, "golden_elements": kept.shape[1]}
                     for t, steps, kept in zip(report.outputs, golden_vectors.tolerance_steps, golden_vectors.outputs)],
         "single_io": len(report.inputs) == 1 and len(report.outputs) == 1,
