@@ -14,9 +14,11 @@ demo: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" examples/render_demo.sh $(TARGET) $(BOARD) build/demo
 
 # Run the test suite (real converter, real TFLite-Micro runtime; firmware toolchain tests
-# skip with a reason when idf.py / arduino-cli / west are not installed).
+# skip with a reason when idf.py / arduino-cli / west are not installed), on WORKERS processes
+# (pytest-xdist; a test file stays on one worker, so its fixtures are built once).
+WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # CORPUS=DIR: the published models bench/arena_evidence.yaml names (default ../shared/corpus).
 bench: $(VENV)/.installed
