@@ -297,8 +297,8 @@ def generated_input(report: ModelReport, position: int, seed: int) -> np.ndarray
         values = (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
     elif dtype == np.bool_:
         values = (h >> np.uint32(31)).astype(np.bool_)
-    elif index_rows(report, tensor):
-        values = (h % np.uint32(index_rows(report, tensor))).astype(dtype)
+    elif rows := index_rows(report, tensor):
+        values = (h % np.uint32(rows)).astype(dtype)
     else:
         bits = min(dtype.itemsize * 8, 32)  # int64: the hash as an int32, sign-extended
         values = (h >> np.uint32(32 - bits)).astype(f"uint{bits}").view(f"int{bits}" if dtype.kind == "i"
@@ -312,8 +312,8 @@ def deterministic_inputs(report: ModelReport, count: int) -> list[np.ndarray]:
     for t in report.inputs:
         dtype = np.dtype(t.numpy_dtype)
         shape = (count, *t.shape)
-        if index_rows(report, t):
-            arrays.append(rng.integers(0, index_rows(report, t), size=shape, dtype=dtype))
+        if rows := index_rows(report, t):
+            arrays.append(rng.integers(0, rows, size=shape, dtype=dtype))
         elif np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             arrays.append(rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype))

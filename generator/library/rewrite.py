@@ -347,7 +347,7 @@ def mean_as_average_pool(tflite: bytes, operators: list[int]) -> Rewritten:
 # --- PAD of a tensor of rank 1 to 3 as a 4-D PAD ----------------------------------------------
 
 PAD_RANK = 4
-_INDEX_TYPES = {T.INT32: "<i4", T.INT64: "<i8"}
+_PADDINGS_TYPES = {T.INT32: "<i4", T.INT64: "<i8"}  # what a PAD's paddings may be
 
 
 def pad_as_rank4(tflite: bytes, operators: list[int]) -> Rewritten:
@@ -360,7 +360,7 @@ def pad_as_rank4(tflite: bytes, operators: list[int]) -> Rewritten:
         op = g.graph.operators[index]
         source, result, paddings = (g.tensors[i] for i in (op.inputs[0], op.outputs[0], op.inputs[1]))
         rank = len(source.shape)
-        dtype = _INDEX_TYPES.get(paddings.type)
+        dtype = _PADDINGS_TYPES.get(paddings.type)
         values = g.values(op.inputs[1], dtype) if dtype else None
         if not 1 <= rank < PAD_RANK or values is None:
             raise TinygenError(f"PAD operator {index} cannot be run as a 4-D PAD (its input has rank {rank}"

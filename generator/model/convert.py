@@ -235,15 +235,17 @@ def _micro_layers(keras_module, model, progress: Progress):
     """The model with Keras 3 layers whose conversion TFLite-Micro cannot run replaced by
     equivalent ones it can (`_micro_layer`). A model that cannot be cloned (subclassed) is
     kept as it is."""
-    if not any(_micro_layer(keras_module, layer) for layer in getattr(model, "layers", [])):
+    replacements = {layer.name: found for layer in getattr(model, "layers", [])
+                    if (found := _micro_layer(keras_module, layer)) is not None}
+    if not replacements:
         return model
 
     def swap(layer):
-        replacement = _micro_layer(keras_module, layer)
-        if replacement is None:
+        if layer.name not in replacements:
             return layer.__class__.from_config(layer.get_config())
-        progress(replacement[1])
-        return replacement[0]
+        replacement, said = replacements[layer.name]
+        progress(said)
+        return replacement
 
     try:
         clone = keras_module.models.clone_model(model, clone_function=swap)
