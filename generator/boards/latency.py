@@ -4,7 +4,7 @@ calibrated on published measurements (data/latency.yaml, each figure cited).
 
 The cycle model (data/latency.yaml's header says it in full):
 
-    cycles = speed(core, class, generation) * (conv MACs + sum_k cost_k * work_k)
+    cycles = speed(core, class) * (conv MACs + sum_k cost_k * work_k)
              + overhead(core) * (per_layer * operators + per_invoke)
 
 Every unknown is fitted at once to the published figures in log space, each pulled toward its
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 COST_KINDS = ("depthwise", "fc", "element")  # the work a class weighs against a conv MAC
 BAND_SHARE = 0.8  # of the left-out figures a band should hold
 MAX_BAND_RATIO = 3.0  # high / low of a band, at most
-CURRENT = "current"  # the generation of kernels a board runs
 PROFILE_PULL = 0.1  # how strongly a profile's costs are pulled toward the prior's ratios
 PROFILE_MIN_BAND = 0.1
 PROFILE_CALIBRATION = "profile of "  # an estimate's `calibration` when it rests on the user's profile
@@ -73,11 +72,6 @@ def figure_cycles(figure: dict) -> float:
     return figure["latency_ms"] * figure["cpu_mhz"] * 1e3
 
 
-def figure_generation(figure: dict) -> str:
-    """The kernels' generation a figure was measured with (CURRENT unless it says)."""
-    return str(figure.get("generation", CURRENT))
-
-
 # --- the model's parameters ------------------------------------------------------------------
 
 class _Layout:
@@ -88,9 +82,8 @@ class _Layout:
         self.cores = list(data["cores"])
         self.classes = list(data["classes"])
         self.pairs = sorted({(f["core"], f["class"]) for f in figures})
-        self.generations = [(k, g) for k, spec in data["classes"].items() for g in spec.get("generations", {})]
         names = ([("speed", c) for c in self.cores] + [("class", k) for k in self.classes]
-                 + [("pair", p) for p in self.pairs] + [("generation", g) for g in self.generations]
+                 + [("pair", p) for p in self.pairs]
                  + [("cost", (k, j)) for k in self.classes for j in COST_KINDS]
                  + [("overhead", c) for c in self.cores] + [("per_layer", None), ("per_invoke", None)])
         self.index = {name: i for i, name in enumerate(names)}
@@ -121,8 +114,6 @@ class _Layout:
             add({("class", klass): 1}, math.log(spec["prior_speed"]), 1e-3 if anchor else p["class_sigma"])
             for kind in COST_KINDS:
                 add({("cost", (klass, kind)): 1}, math.log(spec["costs"][kind]), p["cost_sigma"])
-            for generation, gen in spec.get("generations", {}).items():
-                add({("generation", (klass, generation)): 1}, math.log(gen["factor"]), p["generation_sigma"])
         for pair in self.pairs:
             add({("pair", pair): 1}, 0.0, p["pair_sigma"])
         add({("per_layer", None): 1}, math.log(p["per_layer_cycles"]), p["overhead_sigma"])
@@ -139,7 +130,7 @@ class _Layout:
 class _Cases:
     """Figures (or a board) as index arrays into the layout, with their work."""
 
-    speed: np.ndarray  # parameter indices whose sum is log speed: core, class, pair?, generation?
+    speed: np.ndarray  # parameter indices whose sum is log speed: core, class, pair?
     overhead: np.ndarray  # index of the core's overhead
     conv: np.ndarray
     kinds: np.ndarray  # (n, 3) work per COST_KINDS
@@ -147,22 +138,20 @@ class _Cases:
     layers: np.ndarray
 
     @staticmethod
-    def build(layout: _Layout, rows: list[tuple[str, str, str, Work]]) -> "_Cases":
-        """rows: (core, class, generation, work)."""
+    def build(layout: _Layout, rows: list[tuple[str, str, Work]]) -> "_Cases":
+        """rows: (core, class, work)."""
         speed = np.zeros((len(rows), layout.size))
-        for i, (core, klass, generation, _) in enumerate(rows):
+        for i, (core, klass, _) in enumerate(rows):
             speed[i, layout.index["speed", core]] = 1
             speed[i, layout.index["class", klass]] = 1
             if ("pair", (core, klass)) in layout.index:
                 speed[i, layout.index["pair", (core, klass)]] = 1
-            if generation != CURRENT:
-                speed[i, layout.index["generation", (klass, generation)]] = 1
         return _Cases(
             speed=speed,
             overhead=np.array([layout.index["overhead", core] for core, *_ in rows], dtype=int),
             conv=np.array([w.conv_macs for *_, w in rows], dtype=float),
             kinds=np.array([[w.depthwise_macs, w.fc_macs, w.element_ops] for *_, w in rows], dtype=float),
-            cost_index=np.array([[layout.index["cost", (k, j)] for j in COST_KINDS] for _, k, _, _ in rows], dtype=int),
+            cost_index=np.array([[layout.index["cost", (k, j)] for j in COST_KINDS] for _, k, _ in rows], dtype=int),
             layers=np.array([w.layers for *_, w in rows], dtype=float))
 
     def parts(self, layout: _Layout, theta: np.ndarray):
@@ -197,8 +186,8 @@ class _Cases:
         return jac
 
 
-def _figure_rows(figures: list[dict]) -> list[tuple[str, str, str, Work]]:
-    return [(f["core"], f["class"], figure_generation(f), reference_work(f["model"])) for f in figures]
+def _figure_rows(figures: list[dict]) -> list[tuple[str, str, Work]]:
+    return [(f["core"], f["class"], reference_work(f["model"])) for f in figures]
 
 
 @dataclass(frozen=True)
@@ -210,10 +199,10 @@ class Fit:
         return ("pair", (core, klass)) in self.layout.index
 
     def cases(self, core: str, klass: str, works: list[Work]) -> _Cases:
-        return _Cases.build(self.layout, [(core, klass, CURRENT, w) for w in works])
+        return _Cases.build(self.layout, [(core, klass, w) for w in works])
 
-    def cycles(self, core: str, klass: str, work: Work, generation: str = CURRENT) -> float:
-        return float(_Cases.build(self.layout, [(core, klass, generation, work)]).cycles(self.layout, self.theta)[0])
+    def cycles(self, core: str, klass: str, work: Work) -> float:
+        return float(self.cases(core, klass, [work]).cycles(self.layout, self.theta)[0])
 
 
 def fit(figures: list[dict]) -> Fit:
@@ -279,7 +268,7 @@ def left_out() -> tuple[LeftOut, ...]:
     for group in sorted({f["group"] for f in figures}):
         rest = fit([f for f in figures if f["group"] != group])
         for f in (f for f in figures if f["group"] == group):
-            cycles = rest.cycles(f["core"], f["class"], reference_work(f["model"]), figure_generation(f))
+            cycles = rest.cycles(f["core"], f["class"], reference_work(f["model"]))
             results.append(LeftOut(f, cycles / (f["cpu_mhz"] * 1e3), rest.has_pair(f["core"], f["class"])))
     return tuple(results)
 
