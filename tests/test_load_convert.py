@@ -150,6 +150,36 @@ def test_embedding_converts_to_one_gather_with_integer_indices(tmp_path):
     assert "kGeneratedRows[] = {20u}" in core and "h % kGeneratedRows[index]" in core
 
 
+def test_upsampling1d_converts_to_a_resize_every_board_runs(tmp_path):
+    """Keras 3's UpSampling1D repeats steps with TILE, which no pinned TFLite-Micro has: tinygen
+    converts it as a nearest-neighbour resize of the steps (RESHAPE, RESIZE_NEAREST_NEIGHBOR,
+    RESHAPE), which computes Keras's outputs, and the int8 model is accepted on every target."""
+    import keras
+    from tinygen.model.tflm_host import HostRuntime
+    from tinygen.pipeline import prepare
+
+    keras.utils.set_random_seed(4)
+    steps = keras.Input((10, 3))
+    upsampled = keras.layers.UpSampling1D(3)(keras.layers.Conv1D(4, 3, padding="same")(steps))
+    model = keras.Model(steps, keras.layers.Conv1D(2, 3)(upsampled))
+    model.save(tmp_path / "up1d.keras")
+    x = np.random.default_rng(2).normal(size=(8, 10, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    loaded = load.load_model(tmp_path / "up1d.keras")
+
+    exact = convert.convert(loaded, "none", None)
+    assert "RESIZE_NEAREST_NEIGHBOR" in analyze(exact).ops and "TILE" not in analyze(exact).ops
+    with HostRuntime(exact) as runtime:
+        got = np.stack([runtime.run(1 << 16, [x[k:k + 1]], 1)[0] for k in range(len(x))]).reshape(8, 28, 2)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+    quantized = tmp_path / "up1d_int8.tflite"
+    quantized.write_bytes(convert.convert(loaded, "int8", calibration.load_samples(tmp_path / "x.npy",
+                                                                                  convert.input_specs(loaded))))
+    for target in ("arduino", "esp-idf", "zephyr"):
+        assert prepare(quantized, target).arena.arena_bytes > 0, target
+
+
 def test_made_up_indices_a_gather_reads_through_another_operator_ask_for_data(tmp_path):
     """Indices that reach a GATHER through another operator (here x + 1) cannot be kept in
     range by tinygen: random int32 values overrun the table, and the error says to pass real

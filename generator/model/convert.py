@@ -262,6 +262,10 @@ def _micro_layer(keras_module, layer):
       keras/src/layers/reshaping/up_sampling2d.py:149-152), which converts to TILE, an operator
       no pinned TFLite-Micro has; Resizing to the same size with nearest interpolation becomes
       RESIZE_NEAREST_NEIGHBOR, which picks the same pixels for a whole-number factor.
+    - UpSampling1D repeats each step `size` times the same way (ops.repeat,
+      keras/src/layers/reshaping/up_sampling1d.py): it is run as a RESIZE_NEAREST_NEIGHBOR of
+      the steps seen as an image one column wide (`_nearest_upsampling_1d`), which picks the
+      same steps.
     - Embedding looks its rows up with ops.take, which first wraps negative indices
       (tf.where(i < 0, i + n, i), keras 3.15 keras/src/backend/tensorflow/numpy.py:3056-3058):
       LESS, ADD and SELECT, and TFLite-Micro has no SELECT (only SELECT_V2, and not for int32).
@@ -275,12 +279,39 @@ def _micro_layer(keras_module, layer):
         said = (f"UpSampling2D '{layer.name}' is converted as Resizing({height}, {width}, interpolation='nearest'): "
                 "the same values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro has no TILE)")
         return layers.Resizing(height, width, interpolation="nearest", name=layer.name), said
+    if isinstance(layer, layers.UpSampling1D):
+        said = (f"UpSampling1D '{layer.name}' is converted as a nearest-neighbour resize of its steps: the same "
+                "values, as RESIZE_NEAREST_NEIGHBOR (TFLite-Micro has no TILE)")
+        return _nearest_upsampling_1d(keras_module)(layer.size, name=layer.name), said
     if isinstance(layer, layers.Embedding) and not layer.mask_zero \
             and getattr(layer, "quantization_mode", None) is None:
         said = (f"Embedding '{layer.name}' is converted as one GATHER: the same rows for indices 0 to "
                 f"{layer.input_dim - 1} (Keras 3 wraps negative indices with SELECT, which TFLite-Micro lacks)")
         return _gather_embedding(keras_module)(layer.input_dim, layer.output_dim, name=layer.name), said
     return None
+
+
+def _nearest_upsampling_1d(keras_module):
+    """A Keras 3 layer that repeats each step `size` times as UpSampling1D does, through a
+    RESHAPE to [batch, steps, 1, channels], a nearest-neighbour resize to steps * size rows (its
+    half-pixel centres pick row j // size) and a RESHAPE back."""
+    import tensorflow as tf
+
+    class NearestUpSampling1D(keras_module.layers.Layer):
+        def __init__(self, size: int, **kwargs):
+            super().__init__(**kwargs)
+            self.size = size
+
+        def call(self, steps):
+            count, channels = steps.shape[1], steps.shape[2]
+            column = tf.reshape(steps, [-1, count, 1, channels])
+            resized = tf.image.resize(column, [count * self.size, 1], method="nearest")
+            return tf.reshape(resized, [-1, count * self.size, channels])
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], input_shape[1] * self.size, input_shape[2])
+
+    return NearestUpSampling1D
 
 
 def _gather_embedding(keras_module):
