@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from tinygen.cli import cli
 from tinygen.model.analyze import analyze
-from tinygen.model.layers import LayerRow, layer_table, model_cost
+from tinygen.model.layers import LayerRow, layer_table, model_cost, while_trips
 from tinygen.pipeline import prepare
 
 # Published models (not in the repository; their cases skip without them), as bench/run.py finds them.
@@ -77,9 +77,12 @@ def _build(folder: Path) -> dict[str, Path]:
     # Keras 3's LSTM converts to a WHILE loop; tf_keras's carries the annotation the converter
     # fuses into UNIDIRECTIONAL_SEQUENCE_LSTM. Fixed batch 2, 5 time steps, 3 features, 6 units.
     lstm = tf_keras.Sequential([tf_keras.layers.InputLayer((5, 3), batch_size=2), tf_keras.layers.LSTM(6)])
+    # Keras 3's own LSTM: a WHILE over the 5 steps, its cell in the loop's body.
+    looped = keras.Sequential([keras.Input((5, 3), batch_size=1), L.LSTM(6)])
     made = {"branches_int8": convert(branches, True), "branches_float": convert(branches, False),
             "chain_float": convert(chain, False),
-            "lstm_float": tf.lite.TFLiteConverter.from_keras_model(lstm).convert()}
+            "lstm_float": tf.lite.TFLiteConverter.from_keras_model(lstm).convert(),
+            "lstm_while_float": convert(looped, False)}
     paths = {}
     for name, data in made.items():
         paths[name] = folder / f"{name}.tflite"
@@ -201,6 +204,24 @@ def test_lstm_is_fused_and_counts_four_gates_per_step(layer_models):
     # the last step's slice: no MACs
     assert [r.op for r in rows] == ["UNIDIRECTIONAL_SEQUENCE_LSTM", "STRIDED_SLICE"]
     assert rows[1].macs == 0
+
+
+def test_a_loop_counts_its_body_once_per_step(layer_models):
+    """Keras 3's LSTM converts to a WHILE whose body holds the cell: the WHILE's row carries the
+    body's work once per step (its trip count read from the loop's counter and bound), the
+    cell's weights, and an operator for each one the interpreter invokes."""
+    report = analyze(layer_models["lstm_while_float"].read_bytes())
+    (loop,) = [op for op in report.operators if op.op == "WHILE"]
+    assert while_trips(report, loop) == 5
+    (row,) = [r for r in rows_of(layer_models["lstm_while_float"]) if r.op == "WHILE"]
+    assert row.macs == 5 * 4 * 6 * (3 + 6)  # the fused LSTM's count, for batch 1
+    # input weights [24,3], recurrent [24,6] and bias [24] float32, plus the loop's small constants
+    # (shapes, axes, the counters' steps and bounds)
+    cell = (4 * 6 * 3 + 4 * 6 * 6 + 4 * 6) * FLOAT32
+    assert cell <= row.weight_bytes <= cell + 128
+    body = sum(op.subgraph == loop.options["bodySubgraphIndex"] for op in report.operators)
+    cond = sum(op.subgraph == loop.options["condSubgraphIndex"] for op in report.operators)
+    assert row.work.layers == 1 + 5 * body + 6 * cond
 
 
 # MACs of the whole branches model, hand-added from BRANCH_CASES:

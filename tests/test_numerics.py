@@ -324,6 +324,25 @@ def test_new_without_calibration_data_makes_a_float_project(installed, models, t
     assert analyze(embedded).quantization == "none"
 
 
+def test_a_loop_body_is_checked_against_the_board_library(tmp_path):
+    """Keras 3's LSTM (float) converts to a WHILE whose body counts its steps with an int32 ADD:
+    Chirale_TensorFLowLite 2.0.0 has no int32 ADD (Invoke() fails on the emulated Cortex-M4), so
+    every Chirale board refuses it, naming the operator inside the loop; esp-tflite-micro and
+    Zephyr's module add int32, and take it."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4, 2), batch_size=1), keras.layers.LSTM(3)])
+    path = tmp_path / "looped.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(TinygenError) as refused:
+        prepare(path, "arduino", with_golden=False)
+    assert "cannot run this model" in str(refused.value) and "ADD (in the body of WHILE operator" in str(refused.value)
+    assert "unroll=True" in refused.value.hint
+    for target in ("esp-idf", "zephyr"):
+        assert prepare(path, target, with_golden=False).adapted.exact, target
+
+
 def test_upsampling2d_is_converted_to_resize_nearest_neighbor(installed, tmp_path):
     import keras
 

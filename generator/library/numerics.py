@@ -19,7 +19,7 @@ exactly (tolerance 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Callable
@@ -62,12 +62,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class Finding:
-    op_index: int  # in the main subgraph
+    op_index: int  # in its subgraph
     op: str
     rule: Rule
+    subgraph: int = 0  # 0: the main graph; else e.g. a WHILE's condition or body
+    context: str = ""  # what the subgraph is, for a user ("the body of WHILE operator 1")
+
+    @property
+    def where(self) -> str:
+        return f"{self.op_index} {self.op}" + (f" (in {self.context})" if self.subgraph else "")
 
     def describe(self) -> str:
-        return f"operator {self.op_index} {self.op}: {self.rule.why} ({self.rule.source})"
+        return f"operator {self.where}: {self.rule.why} ({self.rule.source})"
 
 
 def rules_for(board: Board) -> list[Rule]:
@@ -110,6 +116,10 @@ def _int8(layer: Layer) -> bool:
 
 def _int16(layer: Layer) -> bool:
     return layer.dtype(_data(layer)) == "INT16"
+
+
+def _int32_output(layer: Layer) -> bool:
+    return layer.dtype(0, outputs=True) == "INT32"
 
 
 def _per_channel_weights(layer: Layer) -> bool:
@@ -464,6 +474,7 @@ def _p4_grouped_conv(layer: Layer) -> bool:
 CONDITIONS: dict[str, Callable[[Layer], bool]] = {
     "quantized": _quantized,
     "int16_activations": _int16,
+    "int32_output": _int32_output,
     "per_channel_weights": _per_channel_weights,
     "quantized_fused_activation": _fused_activation,
     "quantized_spatial_mean_same_scale": _spatial_mean,
@@ -509,26 +520,50 @@ CONDITIONS: dict[str, Callable[[Layer], bool]] = {
 
 
 def findings(report: ModelReport, board: Board) -> list[Finding]:
-    """Every (operator, rule) of the board that applies to the model's main graph. An operator
-    a rewrite or refusal applies to is not listed again for a rule that only tolerates."""
+    """Every (operator, rule) of the board that applies to the model's operators, in every
+    subgraph (a WHILE's body runs on the board too). An operator a rewrite or refusal applies
+    to is not listed again for a rule that only tolerates. Rewrites work on the main graph: in
+    another subgraph a rule tinygen would rewrite for is a refusal."""
     rules = rules_for(board)
     found = []
-    for index, op in enumerate(o for o in report.operators if o.subgraph == 0):
-        name = op.custom_code if op.op == "CUSTOM" else op.op
-        layer = Layer(index=index, op=op, report=report)
-        matched = []
-        for rule in rules:
-            if "*" not in rule.ops and name not in rule.ops:
-                continue
-            try:
-                applies = CONDITIONS[rule.when](layer)
-            except (IndexError, ValueError, TypeError):  # a malformed operator: its kernel refuses it
-                applies = False
-            if applies:
-                matched.append(rule)
-        decisive = sorted((r for r in matched if r.fix != "tolerate"), key=lambda r: r.fix != "refuse")
-        found += [Finding(index, name, rule) for rule in (decisive[:1] or matched)]
+    for subgraph in range(len(report.tensors)):
+        for index, op in enumerate(o for o in report.operators if o.subgraph == subgraph):
+            found += _operator_findings(report, rules, subgraph, index, op)
     return found
+
+
+def _operator_findings(report: ModelReport, rules: list[Rule], subgraph: int, index: int, op) -> list[Finding]:
+    name = op.custom_code if op.op == "CUSTOM" else op.op
+    layer = Layer(index=index, op=op, report=report)
+    matched = []
+    for rule in rules:
+        if "*" not in rule.ops and name not in rule.ops:
+            continue
+        try:
+            applies = CONDITIONS[rule.when](layer)
+        except (IndexError, ValueError, TypeError):  # a malformed operator: its kernel refuses it
+            applies = False
+        if applies:
+            matched.append(rule if subgraph == 0 or rule.fix in ("refuse", "tolerate") else
+                           replace(rule, fix="refuse", why=rule.why + " (tinygen rewrites the main graph only)"))
+    decisive = sorted((r for r in matched if r.fix != "tolerate"), key=lambda r: r.fix != "refuse")
+    context = _subgraph_context(report, subgraph) if subgraph else ""
+    return [Finding(index, name, rule, subgraph, context) for rule in (decisive[:1] or matched)]
+
+
+_SUBGRAPH_ROLES = {"condSubgraphIndex": "the condition", "bodySubgraphIndex": "the body",
+                   "thenSubgraphIndex": "the then-branch", "elseSubgraphIndex": "the else-branch",
+                   "initSubgraphIndex": "the initializer"}
+
+
+def _subgraph_context(report: ModelReport, subgraph: int) -> str:
+    """Which operator runs `subgraph`, in words."""
+    for parent in range(len(report.tensors)):
+        for index, op in enumerate(o for o in report.operators if o.subgraph == parent):
+            for option, role in _SUBGRAPH_ROLES.items():
+                if op.options.get(option) == subgraph:
+                    return f"{role} of {op.op} operator {index}" + (f" of subgraph {parent}" if parent else "")
+    return f"subgraph {subgraph}"
 
 
 # --- adapting a model to a board ---------------------------------------------------------------
@@ -567,7 +602,7 @@ class Adapted:
 
     def to_dict(self) -> dict:
         def finding(f: Finding) -> dict:
-            return {"operator": f.op_index, "op": f.op, "rule": f.rule.id, "effect": f.rule.effect,
+            return {"operator": f.op_index, "subgraph": f.subgraph, "op": f.op, "rule": f.rule.id, "effect": f.rule.effect,
                     "steps": f.rule.steps, "why": f.rule.why, "source": f.rule.source}
 
         return {"exact": self.exact,
@@ -594,7 +629,7 @@ def adapt(tflite: bytes, report: ModelReport, board: Board) -> Adapted:
     applied: list[Applied] = []
     for _ in range(MAX_PASSES):
         found = findings(report, board)
-        pending = [f for f in found if f.rule.fix in REWRITES]
+        pending = [f for f in found if f.rule.fix in REWRITES]  # main graph only (findings)
         if not pending:
             return Adapted(tflite=tflite, report=report, applied=applied,
                            refused=[f for f in found if f.rule.fix == "refuse"],
@@ -622,13 +657,17 @@ def _rewrite(fix: str, tflite: bytes, operators: tuple[int, ...]) -> Rewritten:
     return REWRITES[fix](tflite, list(operators))
 
 
+_VERDICTS = {"wrong": "would compute {} wrongly", "fails": "cannot run {}",
+             "unsafe": "would write outside its buffers running {}", "rounding": "would round {} differently"}
+
+
 def refusal_error(adapted: Adapted, board: Board) -> TinygenError:
     first = adapted.refused[0].rule
     same = [f for f in adapted.refused if f.rule.id == first.id]
-    where = ", ".join(f"{f.op_index} {f.op}" for f in same[:6]) + (", ..." if len(same) > 6 else "")
+    where = ", ".join(f.where for f in same[:6]) + (", ..." if len(same) > 6 else "")
     others = sorted({f.rule.id for f in adapted.refused} - {first.id})
     return TinygenError(
-        f"{library_name(board)} with {board['kernels']} kernels would compute this model wrongly: "
+        f"{library_name(board)} with {board['kernels']} kernels {_VERDICTS[first.effect].format('this model')}: "
         f"operator{'s' if len(same) > 1 else ''} {where}: {first.why} ({first.source})."
         + (f" Also: {'; '.join(table()['rules'][rule]['why'] for rule in others)}." if others else ""),
         hint=f"Use {first.instead}." if first.instead else "Choose another board (`tinygen inspect MODEL`).",

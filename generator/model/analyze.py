@@ -110,6 +110,9 @@ class ModelReport:
     weights_bytes: int
     quantization: str  # inferred: "int8", "int16x8", "float16", "dynamic", "none"
     data: bytes = field(default=b"", repr=False)  # the flatbuffer itself
+    # per subgraph, its input and output tensor indices (a WHILE's loop variables, in order)
+    subgraph_inputs: list[list[int]] = field(default_factory=list)
+    subgraph_outputs: list[list[int]] = field(default_factory=list)
 
     def constant(self, tensor: TensorInfo) -> np.ndarray | None:
         """A constant tensor's values (None for a tensor without data or of an unknown type)."""
@@ -218,6 +221,7 @@ def _analyze(data: bytes) -> ModelReport:
 
     tensors: list[list[TensorInfo]] = []
     operators: list[OperatorInfo] = []
+    subgraph_inputs, subgraph_outputs = [], []
     parameter_count = 0
     weights_bytes = 0
     for s in range(model.SubgraphsLength()):
@@ -230,6 +234,11 @@ def _analyze(data: bytes) -> ModelReport:
                 weights_bytes += buffer_sizes[graph.Tensors(t).Buffer()]
             graph_tensors.append(info)
         tensors.append(graph_tensors)
+        for io, read in ((subgraph_inputs, graph.InputsAsNumpy), (subgraph_outputs, graph.OutputsAsNumpy)):
+            io.append([int(i) for i in _numpy(read())])
+            if any(not 0 <= i < len(graph_tensors) for i in io[-1]):
+                raise TinygenError(f"The TFLite flatbuffer is corrupt: subgraph {s}'s inputs or outputs refer "
+                                   f"to a tensor outside its {len(graph_tensors)}.")
         for o in range(_check_length(graph.OperatorsLength(), data, "operator")):
             op = graph.Operators(o)
             index = op.OpcodeIndex()
@@ -267,6 +276,8 @@ def _analyze(data: bytes) -> ModelReport:
         weights_bytes=weights_bytes,
         quantization=_infer_quantization(tensors, operators),
         data=data,
+        subgraph_inputs=subgraph_inputs,
+        subgraph_outputs=subgraph_outputs,
     )
 
 

@@ -6,6 +6,7 @@ The layer whose memory reaches the plan's high-water mark is the one that sets t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -120,10 +121,75 @@ WORK_FIELDS = ("conv_macs", "depthwise_macs", "fc_macs", "element_ops", "layers"
 
 
 def operator_work(report: ModelReport, op: OperatorInfo) -> Work:
+    """An operator's work; a WHILE's is its own plus its condition's and body's, once per trip
+    (each operator the interpreter invokes counts as a layer)."""
+    if op.op == "WHILE":
+        trips = while_trips(report, op) or 1
+        return Work() + _subgraph_work(report, op, "condSubgraphIndex", trips + 1) \
+            + _subgraph_work(report, op, "bodySubgraphIndex", trips)
     macs, ops = _cost(report, op)
     kind = MAC_KINDS.get(op.op)
     return Work(conv_macs=macs if kind == "conv" else 0, depthwise_macs=macs if kind == "depthwise" else 0,
                 fc_macs=macs if kind == "fc" else 0, element_ops=ops if not kind else 0, layers=1)
+
+
+def _subgraph_work(report: ModelReport, op: OperatorInfo, option: str, times: int) -> Work:
+    """The work of the subgraph `op.options[option]` names, `times` over. The converter puts a
+    loop's subgraphs after its own; one that does not is not counted (no cycle can recurse)."""
+    subgraph = op.options.get(option)
+    if subgraph is None or not op.subgraph < subgraph < len(report.tensors) or times <= 0:
+        return Work(layers=0)
+    once = sum((operator_work(report, op) for op in report.operators if op.subgraph == subgraph), Work(layers=0))
+    return Work(*(times * getattr(once, f) for f in WORK_FIELDS))
+
+
+def while_trips(report: ModelReport, op: OperatorInfo) -> int | None:
+    """How many times a WHILE runs its body, when its condition compares loop counters with
+    constants (how TensorFlow writes a Keras RNN's loop over its steps): for each LESS(counter,
+    bound) in the condition, the counter's start (the WHILE's constant operand) and step (the
+    body's ADD of a constant to it), and the fewest trips of them. None when the loop is not of
+    that form."""
+    cond, body = op.options.get("condSubgraphIndex"), op.options.get("bodySubgraphIndex")
+    if cond is None or body is None or not (0 < cond < len(report.tensors) and 0 < body < len(report.tensors)):
+        return None
+
+    def scalar(subgraph: int, index: int) -> float | None:
+        info = report.tensor(subgraph, index)
+        values = report.constant(info) if info is not None else None
+        return float(values[0]) if values is not None and values.size == 1 else None
+
+    counts = []
+    for less in (o for o in report.operators if o.subgraph == cond and o.op == "LESS" and len(o.inputs) == 2):
+        counter, bound_tensor = less.inputs
+        if counter not in report.subgraph_inputs[cond] or scalar(cond, bound_tensor) is None:
+            continue
+        position = report.subgraph_inputs[cond].index(counter)
+        start = scalar(op.subgraph, op.inputs[position]) if position < len(op.inputs) else None
+        step = _counter_step(report, body, position, scalar)
+        if start is not None and step:
+            counts.append(max(0, math.ceil((scalar(cond, bound_tensor) - start) / step)))
+    return min(counts) if counts else None
+
+
+def _counter_step(report: ModelReport, body: int, position: int, scalar) -> float | None:
+    """What the body adds to loop variable `position` each trip (an ADD of a constant)."""
+    if position >= len(report.subgraph_inputs[body]) or position >= len(report.subgraph_outputs[body]):
+        return None
+    counter, result = report.subgraph_inputs[body][position], report.subgraph_outputs[body][position]
+    for add in (o for o in report.operators if o.subgraph == body and o.op == "ADD" and o.outputs == [result]):
+        if counter in add.inputs and len(add.inputs) == 2:
+            step = scalar(body, add.inputs[1 - add.inputs.index(counter)])
+            return step if step and step > 0 else None
+    return None
+
+
+def _loop_weight_bytes(report: ModelReport, op: OperatorInfo) -> int:
+    """A WHILE's condition and body constants (an RNN cell's weights live in its body)."""
+    if op.op != "WHILE":
+        return 0
+    subgraphs = {op.options.get(k) for k in ("condSubgraphIndex", "bodySubgraphIndex")}
+    return sum(t.byte_size for s in subgraphs if isinstance(s, int) and op.subgraph < s < len(report.tensors)
+               for t in report.tensors[s] if t.is_constant)
 
 
 def _output_elements(report: ModelReport, op: OperatorInfo) -> int:
@@ -144,7 +210,8 @@ def layer_table(report: ModelReport, simulation: Simulation) -> list[LayerRow]:
     graph = report.tensors[0]
     rows = []
     for index, op in enumerate(o for o in report.operators if o.subgraph == 0):
-        weights = sum(graph[i].byte_size for i in op.inputs if i >= 0 and graph[i].is_constant)
+        weights = sum(graph[i].byte_size for i in op.inputs if i >= 0 and graph[i].is_constant) \
+            + _loop_weight_bytes(report, op)
         work = operator_work(report, op)
         mine = [r for r in simulation.requests if r.op_index == index]
         rows.append(LayerRow(
