@@ -264,3 +264,28 @@ def test_converter_crash_is_a_clean_error(models, tmp_path, monkeypatch):
     assert "--quantize none" in result.output  # the hint
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_a_loop_whose_tensors_change_shape_is_refused_and_a_stuck_runtime_stopped(tmp_path, monkeypatch):
+    """Keras 3's LSTM with return_sequences=True converts to a WHILE whose body slices tensors
+    that grow step by step. TFLite-Micro sizes every tensor once: the runtime computes it wrongly
+    and, from 14 steps, never finishes. tinygen refuses such a model when it reads it, and a
+    runtime request that does not end is stopped with an error instead of hanging the CLI."""
+    import keras
+    import tensorflow as tf
+    from tinygen.model import tflm_host
+    from tinygen.model.analyze import analyze
+
+    steps = keras.Input((14, 3), batch_size=1)
+    model = keras.Model(steps, keras.layers.GlobalMaxPooling1D()(keras.layers.LSTM(4, return_sequences=True)(steps)))
+    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    with pytest.raises(TinygenError) as refused:
+        analyze(data)
+    assert "changes shape from one step to the next" in str(refused.value) and "unroll=True" in refused.value.hint
+    (tmp_path / "growing.tflite").write_bytes(data)
+    shown = cli("inspect", "growing.tflite", cwd=tmp_path)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr and "changes shape" in shown.stderr
+
+    monkeypatch.setattr(tflm_host, "REQUEST_SECONDS", 5)
+    with tflm_host.HostRuntime(data) as runtime, pytest.raises(TinygenError, match="did not finish within 5 s"):
+        runtime.try_arena(1 << 18)

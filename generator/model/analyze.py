@@ -386,6 +386,20 @@ def _reject_unrunnable(tensors: list[list[TensorInfo]], inputs: list[TensorInfo]
                 f"{', '.join(map(str, t.dynamic_axes))} (shape signature). TFLite-Micro needs "
                 "every dimension but the batch fixed.",
                 hint="Re-export the model with a fixed input shape.")
+    for subgraph, graph in enumerate(tensors[1:], start=1):
+        growing = next((t for t in graph if t.dynamic_axes and not t.is_constant), None)
+        if growing is not None:
+            # e.g. Keras 3's LSTM/GRU with return_sequences=True: its WHILE body slices the
+            # steps so far out of the sequence tensor. TFLite-Micro sizes each tensor once, from
+            # the flatbuffer's shape, so the tflite-micro wheel computes such a loop wrongly
+            # (off by 0.14 against TFLite at 6 steps) and from 14 steps never ends.
+            raise TinygenError(
+                f"Tensor '{growing.name}' of subgraph {subgraph} (a loop's) changes shape from one step to the "
+                f"next (dynamic axes {', '.join(map(str, growing.dynamic_axes))}). TFLite-Micro gives every "
+                "tensor one fixed size, so it would compute this model wrongly or never finish. A Keras 3 "
+                "LSTM, GRU or SimpleRNN with return_sequences=True converts so.",
+                hint="Use LSTM(..., return_sequences=True, unroll=True) (fixed shapes), or build the model "
+                "with tf_keras and pass the .h5 (its LSTM converts to one UNIDIRECTIONAL_SEQUENCE_LSTM).")
 
 
 # Operators that only change a tensor's type at the model's boundary.

@@ -12,6 +12,7 @@ stderr, which is a temp file the parent quotes in errors.
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,12 @@ import numpy as np
 
 from ..child import child_env, python_module
 from ..errors import TinygenError
+
+
+# How long one request may take before the runtime is taken to be stuck (a model whose loop
+# never ends): a set-up and an inference on zeros, and per sample run.
+REQUEST_SECONDS = 120
+SAMPLE_SECONDS = 10
 
 
 class HostRuntime:
@@ -40,11 +47,14 @@ class HostRuntime:
         self.close()
 
     def close(self) -> None:
+        self.close_child()
+        self._dir.cleanup()
+
+    def close_child(self) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
             self._proc = None
-        self._dir.cleanup()
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
@@ -59,21 +69,29 @@ class HostRuntime:
     def _log_size(self) -> int:
         return self._log_path.stat().st_size if self._log_path.exists() else 0
 
-    def _request(self, request: dict) -> dict:
+    def _request(self, request: dict, samples: int = 0) -> dict:
         """Send one request and return the child's answer plus what TFLite-Micro logged
-        meanwhile ("log"). A crashed child answers {"ok": False, "crashed": True}."""
+        meanwhile ("log"). A crashed child answers {"ok": False, "crashed": True}; one that
+        does not answer in time is stopped, and that is an error."""
         log_start = self._log_size()
-        answer = self._exchange(request)
+        answer = self._exchange(request, REQUEST_SECONDS + SAMPLE_SECONDS * samples)
         with open(self._log_path, "rb") as log:
             log.seek(log_start)
             answer["log"] = log.read().decode("utf-8", "replace")
         return answer
 
-    def _exchange(self, request: dict) -> dict:
+    def _exchange(self, request: dict, seconds: float) -> dict:
         proc = self._start()
         try:
             proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
+            if not select.select([proc.stdout], [], [], seconds)[0]:
+                self.close_child()
+                raise TinygenError(
+                    f"The TFLite-Micro runtime did not finish within {seconds:.0f} s (set-up and "
+                    f"{'one inference' if request['cmd'] == 'try' else 'the inferences asked'}); it was stopped. "
+                    "A loop in the model (WHILE) that never ends on TFLite-Micro does this.",
+                    hint="Check the model on TFLite-Micro itself; tinygen writes nothing for it.")
             line = proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = b""
@@ -108,7 +126,7 @@ class HostRuntime:
         np.savez(in_path, *inputs)
         answer = self._request({"cmd": command, "arena": arena_bytes, "inputs": str(in_path),
                                 "outputs": str(out_path), "output_count": output_count,
-                                "fresh_each": fresh_each})
+                                "fresh_each": fresh_each}, samples=len(inputs[0]) if inputs else 0)
         if not answer["ok"]:
             raise TinygenError(
                 f"The TFLite-Micro runtime failed to run the model with a {arena_bytes:,}-byte arena: "
