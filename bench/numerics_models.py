@@ -4,11 +4,12 @@ converted by today's converter as tinygen converts a .keras file for a board who
 computes per-channel Dense weights (the per-channel default), so that the rewrites for other
 boards are exercised too.
 
-    python bench/numerics_models.py      (writes bench/models/<name>.tflite)
+    python bench/numerics_models.py [NAME...]     (writes bench/models/<name>.tflite)
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,20 +67,34 @@ def models():
     y = L.Conv2DTranspose(4, 3, strides=2, padding="same", **biased)(y)
     y = L.Reshape((2, 17))(L.Dense(34, **biased)(L.GlobalAveragePooling2D()(y)))
     yield "rewrites", keras.Model(inp, L.Softmax()(y)), x
+    x = rng.normal(size=(200, 32, 2)).astype(np.float32)
+    yield "upsample1d", keras.Sequential([keras.Input((32, 2)), L.Conv1D(4, 3, padding="same", activation="relu"),
+                                          L.MaxPooling1D(2), L.UpSampling1D(2), L.Conv1D(1, 3, padding="same")]), x[:100]
+    # Keras 3's own LSTM: a WHILE over its 20 steps, converted float (TensorFlow 2.21 crashes
+    # calibrating it for int8); its step counter is an int32 ADD, which Chirale lacks.
+    x = rng.normal(size=(100, 20, 3)).astype(np.float32)
+    yield "lstm_loop", keras.Sequential([keras.Input((20, 3)), L.LSTM(8), L.Dense(2)]), x
 
 
-def main() -> None:
+FLOAT = {"lstm_loop"}  # converted with --quantize none
+
+
+def main(names: list[str]) -> None:
+    """Every model, or only those `names` (the others' files stay as they are)."""
     from tinygen.model import calibration, convert, load
 
     folder = REPO / "bench" / "models"
     folder.mkdir(exist_ok=True)
     for name, model, samples in models():
+        if names and name not in names:
+            continue
         keras_path = folder / f"{name}.keras"
         model.save(keras_path)
         loaded = load.load_model(keras_path)
         specs = convert.input_specs(loaded)
         np.save(folder / f"{name}_calibration.npy", samples)
-        data = convert.convert(loaded, "int8", calibration.load_samples(folder / f"{name}_calibration.npy", specs))
+        data = convert.convert(loaded, "none", None) if name in FLOAT else \
+            convert.convert(loaded, "int8", calibration.load_samples(folder / f"{name}_calibration.npy", specs))
         (folder / f"{name}.tflite").write_bytes(data)
         keras_path.unlink()
         (folder / f"{name}_calibration.npy").unlink()
@@ -87,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
