@@ -527,12 +527,14 @@ def findings(report: ModelReport, board: Board) -> list[Finding]:
     rules = rules_for(board)
     found = []
     for subgraph in range(len(report.tensors)):
+        context = _subgraph_context(report, subgraph) if subgraph else ""
         for index, op in enumerate(o for o in report.operators if o.subgraph == subgraph):
-            found += _operator_findings(report, rules, subgraph, index, op)
+            found += _operator_findings(report, rules, subgraph, context, index, op)
     return found
 
 
-def _operator_findings(report: ModelReport, rules: list[Rule], subgraph: int, index: int, op) -> list[Finding]:
+def _operator_findings(report: ModelReport, rules: list[Rule], subgraph: int, context: str, index: int,
+                       op) -> list[Finding]:
     name = op.custom_code if op.op == "CUSTOM" else op.op
     layer = Layer(index=index, op=op, report=report)
     matched = []
@@ -547,7 +549,6 @@ def _operator_findings(report: ModelReport, rules: list[Rule], subgraph: int, in
             matched.append(rule if subgraph == 0 or rule.fix in ("refuse", "tolerate") else
                            replace(rule, fix="refuse", why=rule.why + " (tinygen rewrites the main graph only)"))
     decisive = sorted((r for r in matched if r.fix != "tolerate"), key=lambda r: r.fix != "refuse")
-    context = _subgraph_context(report, subgraph) if subgraph else ""
     return [Finding(index, name, rule, subgraph, context) for rule in (decisive[:1] or matched)]
 
 

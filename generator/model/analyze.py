@@ -114,6 +114,13 @@ class ModelReport:
     subgraph_inputs: list[list[int]] = field(default_factory=list)
     subgraph_outputs: list[list[int]] = field(default_factory=list)
 
+    def called_subgraph(self, op: OperatorInfo, option: str) -> int | None:
+        """The subgraph a control-flow operator runs (its `option`, e.g. "bodySubgraphIndex"),
+        when it comes after the operator's own, as the converter writes them (so following
+        calls can never go round in a cycle); else None."""
+        subgraph = op.options.get(option)
+        return subgraph if isinstance(subgraph, int) and op.subgraph < subgraph < len(self.tensors) else None
+
     def constant(self, tensor: TensorInfo) -> np.ndarray | None:
         """A constant tensor's values (None for a tensor without data or of an unknown type)."""
         if not tensor.is_constant or not tensor.numpy_dtype:

@@ -120,13 +120,16 @@ class Work:
 WORK_FIELDS = ("conv_macs", "depthwise_macs", "fc_macs", "element_ops", "layers")
 
 
+_LOOP_SUBGRAPHS = ("condSubgraphIndex", "bodySubgraphIndex")  # a WHILE's options naming its subgraphs
+
+
 def operator_work(report: ModelReport, op: OperatorInfo) -> Work:
     """An operator's work; a WHILE's is its own plus its condition's and body's, once per trip
     (each operator the interpreter invokes counts as a layer)."""
     if op.op == "WHILE":
         trips = while_trips(report, op) or 1
-        return Work() + _subgraph_work(report, op, "condSubgraphIndex", trips + 1) \
-            + _subgraph_work(report, op, "bodySubgraphIndex", trips)
+        cond, body = _LOOP_SUBGRAPHS
+        return Work() + _subgraph_work(report, op, cond, trips + 1) + _subgraph_work(report, op, body, trips)
     macs, ops = _cost(report, op)
     kind = MAC_KINDS.get(op.op)
     return Work(conv_macs=macs if kind == "conv" else 0, depthwise_macs=macs if kind == "depthwise" else 0,
@@ -134,10 +137,9 @@ def operator_work(report: ModelReport, op: OperatorInfo) -> Work:
 
 
 def _subgraph_work(report: ModelReport, op: OperatorInfo, option: str, times: int) -> Work:
-    """The work of the subgraph `op.options[option]` names, `times` over. The converter puts a
-    loop's subgraphs after its own; one that does not is not counted (no cycle can recurse)."""
-    subgraph = op.options.get(option)
-    if subgraph is None or not op.subgraph < subgraph < len(report.tensors) or times <= 0:
+    """The work of the subgraph `op` runs as `option`, `times` over."""
+    subgraph = report.called_subgraph(op, option)
+    if subgraph is None or times <= 0:
         return Work(layers=0)
     once = sum((operator_work(report, op) for op in report.operators if op.subgraph == subgraph), Work(layers=0))
     return Work(*(times * getattr(once, f) for f in WORK_FIELDS))
@@ -149,36 +151,38 @@ def while_trips(report: ModelReport, op: OperatorInfo) -> int | None:
     bound) in the condition, the counter's start (the WHILE's constant operand) and step (the
     body's ADD of a constant to it), and the fewest trips of them. None when the loop is not of
     that form."""
-    cond, body = op.options.get("condSubgraphIndex"), op.options.get("bodySubgraphIndex")
-    if cond is None or body is None or not (0 < cond < len(report.tensors) and 0 < body < len(report.tensors)):
+    cond, body = (report.called_subgraph(op, option) for option in _LOOP_SUBGRAPHS)
+    if cond is None or body is None:
         return None
-
-    def scalar(subgraph: int, index: int) -> float | None:
-        info = report.tensor(subgraph, index)
-        values = report.constant(info) if info is not None else None
-        return float(values[0]) if values is not None and values.size == 1 else None
-
     counts = []
     for less in (o for o in report.operators if o.subgraph == cond and o.op == "LESS" and len(o.inputs) == 2):
         counter, bound_tensor = less.inputs
-        if counter not in report.subgraph_inputs[cond] or scalar(cond, bound_tensor) is None:
+        bound = _scalar(report, cond, bound_tensor)
+        if counter not in report.subgraph_inputs[cond] or bound is None:
             continue
         position = report.subgraph_inputs[cond].index(counter)
-        start = scalar(op.subgraph, op.inputs[position]) if position < len(op.inputs) else None
-        step = _counter_step(report, body, position, scalar)
+        start = _scalar(report, op.subgraph, op.inputs[position]) if position < len(op.inputs) else None
+        step = _counter_step(report, body, position)
         if start is not None and step:
-            counts.append(max(0, math.ceil((scalar(cond, bound_tensor) - start) / step)))
+            counts.append(max(0, math.ceil((bound - start) / step)))
     return min(counts) if counts else None
 
 
-def _counter_step(report: ModelReport, body: int, position: int, scalar) -> float | None:
+def _scalar(report: ModelReport, subgraph: int, index: int) -> float | None:
+    """A constant tensor's one value, or None."""
+    info = report.tensor(subgraph, index)
+    values = report.constant(info) if info is not None else None
+    return float(values[0]) if values is not None and values.size == 1 else None
+
+
+def _counter_step(report: ModelReport, body: int, position: int) -> float | None:
     """What the body adds to loop variable `position` each trip (an ADD of a constant)."""
     if position >= len(report.subgraph_inputs[body]) or position >= len(report.subgraph_outputs[body]):
         return None
     counter, result = report.subgraph_inputs[body][position], report.subgraph_outputs[body][position]
     for add in (o for o in report.operators if o.subgraph == body and o.op == "ADD" and o.outputs == [result]):
         if counter in add.inputs and len(add.inputs) == 2:
-            step = scalar(body, add.inputs[1 - add.inputs.index(counter)])
+            step = _scalar(report, body, add.inputs[1 - add.inputs.index(counter)])
             return step if step and step > 0 else None
     return None
 
@@ -187,9 +191,8 @@ def _loop_weight_bytes(report: ModelReport, op: OperatorInfo) -> int:
     """A WHILE's condition and body constants (an RNN cell's weights live in its body)."""
     if op.op != "WHILE":
         return 0
-    subgraphs = {op.options.get(k) for k in ("condSubgraphIndex", "bodySubgraphIndex")}
-    return sum(t.byte_size for s in subgraphs if isinstance(s, int) and op.subgraph < s < len(report.tensors)
-               for t in report.tensors[s] if t.is_constant)
+    subgraphs = {report.called_subgraph(op, option) for option in _LOOP_SUBGRAPHS} - {None}
+    return sum(t.byte_size for s in subgraphs for t in report.tensors[s] if t.is_constant)
 
 
 def _output_elements(report: ModelReport, op: OperatorInfo) -> int:

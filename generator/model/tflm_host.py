@@ -47,10 +47,10 @@ class HostRuntime:
         self.close()
 
     def close(self) -> None:
-        self.close_child()
+        self._stop_child()
         self._dir.cleanup()
 
-    def close_child(self) -> None:
+    def _stop_child(self) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
@@ -86,7 +86,7 @@ class HostRuntime:
             proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
             if not select.select([proc.stdout], [], [], seconds)[0]:
-                self.close_child()
+                self._stop_child()
                 raise TinygenError(
                     f"The TFLite-Micro runtime did not finish within {seconds:.0f} s (set-up and "
                     f"{'one inference' if request['cmd'] == 'try' else 'the inferences asked'}); it was stopped. "
